@@ -1,0 +1,69 @@
+# Copyright (c) netdev.tuntap contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Choosing the next number for a template: monotonic, wrapping, never into a blocked name.
+
+Pure logic. The caller gathers which numbers are blocked (devices present in the
+target namespace, names leased to others, names released less than reuse_delay
+ago) as one set, so the search costs set look-ups, never system calls, and the
+exhaustion check is a count rather than a walk over the whole range.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from ansible_collections.netdev.tuntap.plugins.module_utils._names import render
+
+
+class RangeExhausted(Exception):
+    """Every number from 0 to max_id is blocked."""
+
+
+def first_counter(existing_numbers: Iterable[int]) -> int:
+    """The counter for a template seen for the first time: above every matching device."""
+    return max(existing_numbers, default=-1)
+
+
+class TemplateAllocator:
+    """Hands out numbers for one template, starting after ``last``.
+
+    ``blocked`` is taken over (not copied): numbers handed out are added to it so a
+    batch never gets the same number twice.
+    """
+
+    def __init__(self, template: str, max_id: int, last: int, blocked: set[int]):
+        self.template = template
+        self.max_id = max_id
+        self.last = last
+        self.taken = 0
+        self._blocked = blocked
+        self._blocked_in_range = sum(1 for n in blocked if 0 <= n <= max_id)
+
+    def block(self, number: int) -> None:
+        """Mark a number unusable (e.g. the kernel said the name exists)."""
+        if number not in self._blocked:
+            self._blocked.add(number)
+            if 0 <= number <= self.max_id:
+                self._blocked_in_range += 1
+
+    def peek(self) -> int:
+        """The number ``take`` would return, without taking it."""
+        span = self.max_id + 1
+        if self._blocked_in_range >= span:
+            raise RangeExhausted(self.template)
+        # A counter above max_id (max_id was lowered since) wraps straight to 0.
+        candidate = self.last + 1 if 0 <= self.last < self.max_id else 0
+        # Bounded by len(blocked) + 1 steps: at least one number is free.
+        while candidate in self._blocked:
+            candidate = candidate + 1 if candidate < self.max_id else 0
+        return candidate
+
+    def render(self, number: int) -> str:
+        return render(self.template, number)
+
+    def take(self) -> int:
+        number = self.peek()
+        self.last = number
+        self.taken += 1
+        self.block(number)
+        return number

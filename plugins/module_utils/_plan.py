@@ -1,0 +1,313 @@
+# Copyright (c) netdev.tuntap contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Deciding what each requested device needs, without changing anything.
+
+The Planner compares each DeviceSpec with the registry and the devices present and
+returns one Action per item (plus one per pruned lease). Numbers for templates are
+allocated here, in memory, so check mode can report the names a real run would use.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ansible_collections.netdev.tuntap.plugins.module_utils._allocator import (
+    RangeExhausted, TemplateAllocator, first_counter)
+from ansible_collections.netdev.tuntap.plugins.module_utils._links import Links, encode_mark
+from ansible_collections.netdev.tuntap.plugins.module_utils._names import TemplateMatcher
+from ansible_collections.netdev.tuntap.plugins.module_utils._netns import entered, netns_exists
+
+
+class PlanError(Exception):
+    """A request that cannot be carried out as asked (message is user-facing)."""
+
+
+@dataclass
+class Removal:
+    """A device to delete (device None: already gone) and the lease/name to release."""
+    name: str
+    netns: str | None
+    device: object | None
+    lease: str | None
+    template: str | None
+    release_name: bool = True
+
+
+@dataclass
+class Action:
+    spec: object | None          # None for a lease removed by prune_prefix
+    kind: str                    # create, reconcile, delete, release, absent
+    name: str | None
+    number: int | None = None
+    template: str | None = None
+    lease: str | None = None
+    device: object | None = None  # the device as found before the run
+    changes: dict = field(default_factory=dict)
+    master: int | None = None     # bridge ifindex for a new device
+    allocator: TemplateAllocator | None = None
+    replaces: Removal | None = None
+    removal: Removal | None = None
+    lease_changed: bool = False
+
+    @property
+    def changed(self) -> bool:
+        if self.kind in ("create", "delete", "release"):
+            return True
+        return bool(self.changes) or self.replaces is not None or self.lease_changed
+
+    def label(self) -> str:
+        if self.spec is not None:
+            return self.spec.label()
+        return "pruning lease %r" % self.removal.lease
+
+
+def _describe(device) -> str:
+    if device.tun is None:
+        return "a %s device" % (device.kind or "non-tun/tap")
+    owner = device.mark["lease"] if device.mark and device.mark["lease"] else None
+    what = "a %s%s device" % ("multi-queue " if device.tun.multi_queue else "", device.tun.mode)
+    return what + (" leased to %r" % owner if owner else "")
+
+
+def _in_use_detail(device) -> str:
+    if device.tun.multi_queue:
+        return "%d queue(s) attached" % device.tun.queues
+    return "a process has it open"
+
+
+class Planner:
+    def __init__(self, task, state: dict, present: dict, clock):
+        self.task = task
+        self.clock = clock
+        self.state = state
+        self.present = present
+        self.leases = state["leases"]
+        self.held = {(rec.get("netns"), rec["name"]): key for key, rec in self.leases.items()}
+        self.allocators: dict = {}
+        self.warnings: list = []
+
+    # -- the plan ----------------------------------------------------------
+    def plan(self) -> list:
+        actions = []
+        for spec in self.task.devices:
+            if spec.state == "present":
+                actions.append(self._plan_present(spec))
+            else:
+                actions.append(self._plan_absent(spec))
+        prefix = self.task.prune_prefix
+        if prefix is not None:
+            named = {spec.lease for spec in self.task.devices if spec.lease}
+            for lease in sorted(self.leases):
+                if lease.startswith(prefix) and lease not in named:
+                    actions.append(self._plan_release(None, lease, self.leases[lease], force=False))
+        return actions
+
+    def _plan_present(self, spec) -> Action:
+        record = self.leases.get(spec.lease) if spec.lease else None
+        if record is None:
+            return self._new(spec) if spec.template else self._plan_literal(spec)
+        if not self._compatible(spec, record):
+            return self._new(spec, replaces=self._removal_of(spec, spec.lease, record, spec.force))
+        device = self.present.get(record["name"])
+        if device is None:  # gone (e.g. a reboot): make it again under the same name
+            return self._new(spec, name=record["name"], number=record.get("id"))
+        if (device.tun is not None and device.tun.mode == spec.mode
+                and device.tun.multi_queue == spec.multi_queue and self._ours(device, spec.lease)):
+            return self._reconcile(spec, device, record.get("template"), record.get("id"))
+        if spec.template is None:
+            raise PlanError("%s: the name %r is now held by %s; remove that device or use another name"
+                            % (spec.label(), device.name, _describe(device)))
+        action = self._new(spec, replaces=Removal(record["name"], record.get("netns"), None, spec.lease,
+                                                  record.get("template"), release_name=False))
+        self.warnings.append("lease %r: its device name %r is now held by %s, so the lease was moved to the "
+                             "fresh name %r" % (spec.lease, device.name, _describe(device), action.name))
+        return action
+
+    def _plan_literal(self, spec) -> Action:
+        holder = self.held.get((self.task.netns, spec.name))
+        if holder is not None and holder != spec.lease:
+            raise PlanError("%s: the name %r is leased to %r in this registry; give lease: %r to manage it, "
+                            "or release that lease first" % (spec.label(), spec.name, holder, holder))
+        device = self.present.get(spec.name)
+        if device is None:
+            return self._new(spec)
+        problem = self._kind_difference(spec, device)
+        if problem:
+            raise PlanError("%s: the existing device %r %s; it was left untouched"
+                            % (spec.label(), spec.name, problem))
+        return self._reconcile(spec, device, None, None)
+
+    def _plan_absent(self, spec) -> Action:
+        if spec.lease is not None:
+            record = self.leases.get(spec.lease)
+            if record is None:
+                return Action(spec, "absent", spec.name, lease=spec.lease)
+            return self._plan_release(spec, spec.lease, record, spec.force)
+        holder = self.held.get((self.task.netns, spec.name))
+        if holder is not None:
+            raise PlanError("%s: the device %r is leased to %r; remove it by giving lease: %r with state: "
+                            "absent" % (spec.label(), spec.name, holder, holder))
+        device = self.present.get(spec.name)
+        if device is None:
+            return Action(spec, "absent", spec.name)
+        if device.tun is None:
+            raise PlanError("%s: %r is %s, not a tun/tap device; refusing to delete it"
+                            % (spec.label(), spec.name, _describe(device)))
+        self._check_not_in_use(spec.label(), device, spec.force)
+        template = device.mark["template"] if device.mark else None
+        removal = Removal(spec.name, self.task.netns, device, None, template)
+        return Action(spec, "delete", spec.name, device=device, removal=removal)
+
+    def _plan_release(self, spec, lease: str, record: dict, force: bool) -> Action:
+        removal = self._removal_of(spec, lease, record, force)
+        kind = "delete" if removal.device is not None else "release"
+        return Action(spec, kind, record["name"], number=record.get("id"), template=record.get("template"),
+                      lease=lease, device=removal.device, removal=removal)
+
+    # -- building blocks ---------------------------------------------------
+    def _removal_of(self, spec, lease: str, record: dict, force: bool) -> Removal:
+        """The leased device, wherever it lives, ready to be deleted (in-use rule checked)."""
+        netns = record.get("netns")
+        label = spec.label() if spec is not None else "pruning lease %r" % lease
+        if netns == self.task.netns:
+            device = self.present.get(record["name"])
+        elif netns is not None and not netns_exists(netns):
+            device = None  # its namespace is gone, and the device with it
+        else:
+            with entered(netns), Links() as links:
+                device = links.get(record["name"])
+        if device is not None and (device.tun is None or not self._ours(device, lease)):
+            self.warnings.append("lease %r: %r is now %s, not the leased device; it was left alone"
+                                 % (lease, record["name"], _describe(device)))
+            device = None
+        if device is not None:
+            self._check_not_in_use(label, device, force)
+        return Removal(record["name"], netns, device, lease, record.get("template"))
+
+    def _check_not_in_use(self, label: str, device, force: bool) -> None:
+        if device.in_use and not force:
+            raise PlanError("%s: device %r is in use (%s); stop the process holding it, or set force: true "
+                            "to delete it anyway" % (label, device.name, _in_use_detail(device)))
+
+    @staticmethod
+    def _ours(device, lease) -> bool:
+        # An unmarked tun/tap is accepted: a run killed between create and marking leaves one.
+        return device.mark is None or device.mark["lease"] == lease
+
+    def _compatible(self, spec, record: dict) -> bool:
+        if record.get("netns") != self.task.netns or record.get("mode") != spec.mode:
+            return False
+        if bool(record.get("multi_queue")) != spec.multi_queue:
+            return False
+        if spec.template is not None:
+            return record.get("template") == spec.template
+        return record.get("template") is None and record["name"] == spec.name
+
+    @staticmethod
+    def _kind_difference(spec, device) -> str | None:
+        if device.tun is None:
+            return "is %s, not a tun/tap device" % _describe(device)
+        if device.tun.mode != spec.mode:
+            return "is a %s device, but mode %r was requested" % (device.tun.mode, spec.mode)
+        if device.tun.multi_queue != spec.multi_queue:
+            return "has multi_queue %s, but multi_queue %s was requested" % (
+                str(device.tun.multi_queue).lower(), str(spec.multi_queue).lower())
+        return None
+
+    def _bridge_index(self, spec) -> int | None:
+        if spec.bridge is None:
+            return None
+        if spec.bridge == "":
+            return 0
+        bridge = self.present.get(spec.bridge)
+        where = "netns %r" % self.task.netns if self.task.netns else "the host namespace"
+        if bridge is None:
+            raise PlanError("%sbridge %r does not exist in %s; create the bridge first"
+                            % (spec.where, spec.bridge, where))
+        if bridge.kind != "bridge":
+            raise PlanError("%sbridge %r is a %s device, not a Linux bridge"
+                            % (spec.where, spec.bridge, bridge.kind or "non-bridge"))
+        return bridge.index
+
+    def _allocator(self, template: str) -> TemplateAllocator:
+        allocator = self.allocators.get(template)
+        if allocator is None:
+            matcher = TemplateMatcher(template, self.task.max_id)
+            existing = {n for n in map(matcher.number, self.present) if n is not None}
+            blocked = set(existing)
+            blocked.update(n for n in (matcher.number(rec["name"]) for rec in self.leases.values())
+                           if n is not None)
+            blocked.update(n for n in map(matcher.number, self.state["released"]) if n is not None)
+            last = self.state["counters"].get(template)
+            if last is None:
+                last = first_counter(existing)
+            allocator = TemplateAllocator(template, self.task.max_id, last, blocked)
+            self.allocators[template] = allocator
+        return allocator
+
+    def _new(self, spec, replaces: Removal | None = None, name: str | None = None,
+             number: int | None = None) -> Action:
+        allocator = None
+        if name is None and spec.template is not None:
+            allocator = self._allocator(spec.template)
+            try:
+                number = allocator.take()
+            except RangeExhausted:
+                raise PlanError(
+                    "%s: no free name for template %r: every number from 0 to max_id %d is taken by a device "
+                    "in this namespace, leased, or released less than reuse_delay (%d s) ago. Raise max_id, "
+                    "lower reuse_delay, or release leases" % (spec.label(), spec.template, self.task.max_id,
+                                                              self.task.reuse_delay))
+            name = allocator.render(number)
+        elif name is None:
+            name = spec.name
+        return Action(spec, "create", name, number=number, template=spec.template, lease=spec.lease,
+                      master=self._bridge_index(spec), allocator=allocator, replaces=replaces,
+                      lease_changed=spec.lease is not None)
+
+    def _reconcile(self, spec, device, template: str | None, number: int | None) -> Action:
+        changes = {}
+        if spec.mtu is not None and device.mtu != spec.mtu:
+            changes["mtu"] = spec.mtu
+        if spec.mac_address is not None and (device.mac_address or "").lower() != spec.mac_address:
+            changes["mac_address"] = spec.mac_address
+        master = self._bridge_index(spec)
+        if master is not None and (device.master or 0) != master:
+            changes["master"] = master
+        if device.up != spec.up:
+            changes["up"] = spec.up
+        if spec.owner is not None and device.tun.owner != spec.owner:
+            changes["owner"] = spec.owner
+        if spec.group is not None and device.tun.group != spec.group:
+            changes["group"] = spec.group
+        if ("owner" in changes or "group" in changes) and device.in_use and not device.tun.multi_queue:
+            raise PlanError("%s: owner/group of %r cannot be changed while a process holds it: the kernel "
+                            "allows that only while no process has a single-queue tap open. Stop the guest, "
+                            "or leave owner and group as they are (%s/%s)"
+                            % (spec.label(), device.name, device.tun.owner, device.tun.group))
+        if spec.lease is not None or template is not None:
+            mark = encode_mark(spec.lease, template)
+            if device.alias != mark:
+                changes["alias"] = mark
+        lease_changed = False
+        if spec.lease is not None:
+            record = self.leases.get(spec.lease)
+            lease_changed = record is None or record["name"] != device.name
+        return Action(spec, "reconcile", device.name, number=number, template=template, lease=spec.lease,
+                      device=device, changes=changes, lease_changed=lease_changed)
+
+    # -- registry updates, called by the applier ---------------------------
+    def record_lease(self, action: Action) -> None:
+        spec = action.spec
+        previous = self.leases.get(action.lease)
+        since = previous["since"] if previous and previous["name"] == action.name and "since" in previous \
+            else self.clock()
+        self.leases[action.lease] = {
+            "name": action.name, "template": action.template, "id": action.number,
+            "netns": self.task.netns, "mode": spec.mode, "multi_queue": spec.multi_queue, "since": since}
+
+    def store_counters(self) -> None:
+        """Write each template's counter back, where a number was handed out."""
+        for template, allocator in self.allocators.items():
+            if allocator.taken:
+                self.state["counters"][template] = allocator.last

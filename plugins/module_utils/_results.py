@@ -1,0 +1,90 @@
+# Copyright (c) netdev.tuntap contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""What a task returns for each device: what the kernel confirmed, or what check mode predicts."""
+
+from __future__ import annotations
+
+REMOVED_KINDS = ("delete", "release", "absent")
+
+
+def tun_flag_names(mode: str, multi_queue: bool, vnet_hdr: bool, packet_info: bool, persist: bool) -> list:
+    names = [mode]
+    if multi_queue:
+        names.append("multi_queue")
+    if vnet_hdr:
+        names.append("vnet_hdr")
+    names.append("packet_info" if packet_info else "no_pi")
+    if persist:
+        names.append("persist")
+    return names
+
+
+def _empty(action, netns) -> dict:
+    spec = action.spec
+    return {
+        "name": action.name, "id": action.number, "template": action.template, "lease": action.lease,
+        "state": spec.state if spec is not None else "absent", "changed": action.changed,
+        "ifindex": None, "mac_address": None, "mtu": None, "owner": None, "group": None, "flags": [],
+        "bridge": None, "netns": netns, "mode": spec.mode if spec is not None else None,
+        "multi_queue": None, "vnet_hdr": None, "packet_info": None, "up": None, "in_use": False,
+    }
+
+
+def device_result(action, device, by_index: dict, netns, predicted: bool) -> dict:
+    """The result entry for one item; ``device`` is the link after the run (None if gone)."""
+    result = _empty(action, netns)
+    if action.kind in REMOVED_KINDS:
+        return result
+    if device is not None and device.tun is not None and not (predicted and action.kind == "create"):
+        tun = device.tun
+        result.update(
+            name=device.name, ifindex=device.index, mac_address=device.mac_address, mtu=device.mtu,
+            owner=tun.owner, group=tun.group, bridge=by_index.get(device.master) if device.master else None,
+            mode=tun.mode, multi_queue=tun.multi_queue, vnet_hdr=tun.vnet_hdr, packet_info=tun.packet_info,
+            up=device.up, in_use=device.in_use,
+            flags=tun_flag_names(tun.mode, tun.multi_queue, tun.vnet_hdr, tun.packet_info, tun.persist))
+        if predicted and action.changes:
+            _apply_predicted_changes(result, action.changes, by_index)
+        return result
+    # A device check mode would create: report what the request and defaults would give.
+    spec = action.spec
+    owner = spec.owner if spec.owner is not None or spec.group is not None else 0
+    master = action.master
+    result.update(
+        mac_address=spec.mac_address, mtu=spec.mtu, owner=owner, group=spec.group,
+        bridge=by_index.get(master) if master else None, multi_queue=spec.multi_queue,
+        vnet_hdr=spec.vnet_hdr, packet_info=spec.packet_info, up=spec.up,
+        flags=tun_flag_names(spec.mode, spec.multi_queue, spec.vnet_hdr, spec.packet_info, True))
+    return result
+
+
+def _apply_predicted_changes(result: dict, changes: dict, by_index: dict) -> None:
+    for key in ("mtu", "mac_address", "owner", "group", "up"):
+        if key in changes:
+            result[key] = changes[key]
+    if "master" in changes:
+        result["bridge"] = by_index.get(changes["master"]) if changes["master"] else None
+
+
+SETTINGS = ("name", "lease", "netns", "mode", "multi_queue", "mtu", "mac_address", "bridge", "up",
+            "owner", "group")
+
+
+def settings_diff(action, before_device, before_by_index: dict, after: dict) -> dict:
+    """Ansible diff of one device's settings: before the run and after (or as predicted)."""
+    label = action.name or action.lease or "device"
+    if before_device is None or action.replaces is not None:
+        before = {}
+    else:
+        tun = before_device.tun
+        before = {"name": before_device.name, "lease": action.lease, "netns": after["netns"],
+                  "mode": tun.mode, "multi_queue": tun.multi_queue, "mtu": before_device.mtu,
+                  "mac_address": before_device.mac_address,
+                  "bridge": before_by_index.get(before_device.master) if before_device.master else None,
+                  "up": before_device.up, "owner": tun.owner, "group": tun.group}
+    if action.kind in REMOVED_KINDS:
+        after_state = {}
+    else:
+        after_state = {key: after.get(key) for key in SETTINGS}
+    return {"before": before, "after": after_state,
+            "before_header": "%s (before)" % label, "after_header": "%s (after)" % label}

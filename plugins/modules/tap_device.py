@@ -1,0 +1,419 @@
+#!/usr/bin/python
+# Copyright (c) netdev.tuntap contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: tap_device
+short_description: Create and manage TAP/TUN devices with names that are never reused too soon
+version_added: 0.1.0
+description:
+  - Creates, reconfigures and removes Linux TAP and TUN devices for virtual machines, in the host's
+    network namespace or a named one.
+  - Given a template such as V(vnet%d), the kernel would pick the lowest free number, so a name freed
+    a moment ago goes to the next guest while cleanup keyed by that name (firewall and tc rules, OVS
+    ports) for the old guest may still be running. This module instead allocates numbers monotonically
+    from a counter persisted in a registry file, locked across processes, and holds released names back
+    for O(reuse_delay) seconds, even after the counter wraps around at O(max_id).
+  - With O(lease), a stable key such as V(web1/net0) is bound to the allocated name, so running the
+    same task again returns the same device. Without O(lease), a template creates a new device on every
+    run (ad hoc use, "give me a fresh tap").
+  - The device is created with the C(TUNSETIFF) ioctl (exclusive and persistent), so the name reported
+    is the one the kernel confirmed. Each managed device carries its lease and template in its interface
+    alias, so a lost or corrupt registry is rebuilt with its leases and a device left by an interrupted
+    run is adopted by the next one.
+  - Batch mode (O(devices)) manages many devices in one call, with one lock and at most two registry
+    writes; the single-device form is a batch of one.
+  - "Security: a tap with neither owner nor group can be attached by any local user who can open
+    C(/dev/net/tun). When neither O(owner) nor O(group) is given at creation, the owner is set to root
+    (uid 0)."
+author:
+  - netdev.tuntap contributors
+requirements:
+  - Linux with the C(tun) driver (C(/dev/net/tun)).
+  - Root, or CAP_NET_ADMIN (use C(become=true)).
+  - pyroute2 >= 0.7.3 on the target.
+attributes:
+  check_mode:
+    support: full
+    details: Predicts names (a concurrent run may change the prediction) and changes nothing, not even the
+      registry's directory or lock file.
+  diff_mode:
+    support: full
+    details: Before and after of each device's settings.
+  idempotent:
+    support: partial
+    details: Idempotent with O(lease) or a literal O(name); a template without a lease makes a new device
+      on every run.
+  action_group:
+    support: full
+    membership:
+      - netdev.tuntap.tuntap
+    details: Use C(group/netdev.tuntap.tuntap) in C(module_defaults) to set O(registry) and O(netns) once.
+options:
+  name:
+    description:
+      - An interface name (1 to 15 bytes; not V(.) or V(..); no V(/), V(:) or whitespace), or a template
+        with exactly one V(%d) and no other V(%), such as V(vnet%d).
+      - A device matches a template only when its number is written as the kernel writes it (no leading
+        zeros) and is at most O(max_id).
+      - Required unless O(devices) is given, or O(state=absent) with a O(lease).
+    type: str
+  state:
+    description:
+      - V(present) creates or reconciles the device; V(absent) removes it and releases its lease and name.
+      - Removing needs a O(lease) or a literal O(name); a template alone is refused. A device leased to
+        another lease is only removed through that lease.
+    type: str
+    choices: [present, absent]
+    default: present
+  lease:
+    description:
+      - A free-form stable key (1 to 200 printable characters, for example V(web1/net0)) that binds the
+        allocated name to its consumer.
+      - An incompatible change to a leased device (template, literal name, O(mode), O(multi_queue),
+        O(netns)) replaces it with a newly allocated device.
+      - If the leased device disappeared (a reboot), it is created again under the same name; if another
+        device now holds that name, a fresh number is allocated and a warning says so.
+    type: str
+  mode:
+    description: The kind of device.
+    type: str
+    choices: [tap, tun]
+    default: tap
+  owner:
+    description:
+      - User name or numeric uid allowed to attach to the device (C(TUNSETOWNER)).
+      - Left alone when not given (the kernel cannot unset it). Changing it needs the device not to be
+        held by a process, for a single-queue device.
+    type: str
+  group:
+    description:
+      - Group name or numeric gid allowed to attach to the device (C(TUNSETGROUP)). Same rules as O(owner).
+    type: str
+  multi_queue:
+    description: Create a multi-queue device (C(IFF_MULTI_QUEUE)), for guests with several queues.
+    type: bool
+    default: false
+  vnet_hdr:
+    description:
+      - Set C(IFF_VNET_HDR) at creation. Every process that attaches (QEMU, libvirt) rewrites it, so it is
+        applied at creation, reported, and never compared.
+    type: bool
+    default: false
+  packet_info:
+    description:
+      - Prepend packet information (no C(IFF_NO_PI)) at creation. Like O(vnet_hdr), never compared.
+    type: bool
+    default: false
+  mtu:
+    description: The link MTU (68 to 65535).
+    type: int
+  mac_address:
+    description: The link's unicast MAC address. Refused with O(mode=tun).
+    type: str
+  bridge:
+    description:
+      - A Linux bridge (in the same namespace) to enslave the device to; it must exist. Refused with
+        O(mode=tun).
+      - An empty string detaches the device from any bridge; omitted leaves it as it is.
+    type: str
+  up:
+    description: Bring the link up (V(true)) or down (V(false)).
+    type: bool
+    default: true
+  force:
+    description:
+      - With O(state=absent), or when a lease's device is replaced, delete the device even while a process
+        (such as QEMU) holds it. Without it, a device in use is never deleted and the task fails naming it.
+    type: bool
+    default: false
+  netns:
+    description:
+      - The named network namespace (as made by C(ip netns add), in C(/run/netns)) where devices are created
+        and looked up. It must exist. Omitted means the host's namespace.
+      - Counters are shared by all namespaces of one registry, because names such as OVS port names are
+        host-global.
+    type: str
+  registry:
+    description:
+      - Path of the allocation registry (versioned JSON). Missing directories are created with mode 0700,
+        the file with 0600; an existing directory is never changed.
+      - A registry whose directory or file is a symlink or writable by anyone but root is refused.
+      - An unreadable or corrupt registry is moved aside (V(registry.json.corrupt-TIMESTAMP)) and rebuilt
+        from the previous generation (V(registry.json.prev)) and the devices present, with a warning.
+    type: path
+    default: /var/lib/netdev_tuntap/registry.json
+  max_id:
+    description:
+      - The highest number used before wrapping to 0. A template whose rendering of O(max_id) would not fit
+        in 15 bytes is refused, and the message says the longest max_id that fits.
+    type: int
+    default: 99999
+  reuse_delay:
+    description:
+      - Seconds during which a released name is not handed out again, even after a wraparound.
+    type: int
+    default: 3600
+  devices:
+    description:
+      - Batch mode; mutually exclusive with O(name) and the other per-device options at the top level.
+      - Every item is validated before anything changes. Items are applied in order; if one fails, the items
+        before it stay done and recorded, the failing one leaves nothing behind, and the task fails naming
+        its index.
+      - Returns RV(devices) in input order.
+    type: list
+    elements: dict
+    suboptions:
+      name:
+        description: As O(name).
+        type: str
+      lease:
+        description: As O(lease). Each lease may appear once per task.
+        type: str
+      state:
+        description: As O(state).
+        type: str
+        choices: [present, absent]
+        default: present
+      mode:
+        description: As O(mode).
+        type: str
+        choices: [tap, tun]
+        default: tap
+      owner:
+        description: As O(owner).
+        type: str
+      group:
+        description: As O(group).
+        type: str
+      multi_queue:
+        description: As O(multi_queue).
+        type: bool
+        default: false
+      vnet_hdr:
+        description: As O(vnet_hdr).
+        type: bool
+        default: false
+      packet_info:
+        description: As O(packet_info).
+        type: bool
+        default: false
+      mtu:
+        description: As O(mtu).
+        type: int
+      mac_address:
+        description: As O(mac_address).
+        type: str
+      bridge:
+        description: As O(bridge).
+        type: str
+      up:
+        description: As O(up).
+        type: bool
+        default: true
+      force:
+        description: As O(force).
+        type: bool
+        default: false
+  prune_prefix:
+    description:
+      - With O(devices), every lease in this registry that starts with this prefix and that the list does
+        not name is removed (its device deleted, subject to the in-use rule) and released.
+    type: str
+notes:
+  - The registry lock is held from allocation until the registry records the result, so concurrent runs
+    on one host never get the same name.
+  - Devices of other tools in the namespace are never changed, unless named literally.
+seealso:
+  - name: libvirt pre-made tap devices
+    description: Use C(<target dev='NAME' managed='no'/>) so libvirt does not delete a tap made beforehand.
+    link: https://libvirt.org/formatdomain.html#generic-ethernet-connection
+"""
+
+EXAMPLES = r"""
+- name: A tap for a guest, bound to a stable lease (same device on every run)
+  netdev.tuntap.tap_device:
+    name: vmtap%d
+    lease: web1/net0
+    owner: libvirt-qemu
+    bridge: br0
+    mac_address: fe:54:00:12:34:56
+    vnet_hdr: true
+  register: tap
+
+- name: Show the name the guest must use
+  ansible.builtin.debug:
+    msg: "web1 uses {{ tap.name }}"
+
+- name: Remove the guest's tap and release its lease
+  netdev.tuntap.tap_device:
+    lease: web1/net0
+    state: absent
+
+- name: Several devices in one call, inside a named network namespace
+  netdev.tuntap.tap_device:
+    netns: lab
+    devices:
+      - name: vmtap%d
+        lease: db1/net0
+        multi_queue: true
+      - name: vmtap%d
+        lease: db1/net1
+        mtu: 9000
+    prune_prefix: "db1/"
+
+- name: Set the registry and namespace once for every task of the play
+  module_defaults:
+    group/netdev.tuntap.tuntap:
+      registry: /var/lib/lab/registry.json
+      netns: lab
+  block:
+    - name: A literal name
+      netdev.tuntap.tap_device:
+        name: tap-router
+        mode: tun
+"""
+
+RETURN = r"""
+name:
+  description: The device's name, as the kernel confirmed it.
+  returned: single-device form
+  type: str
+  sample: vmtap12
+id:
+  description: The number allocated for the template, or null for a literal name.
+  returned: single-device form
+  type: int
+  sample: 12
+template:
+  description: The template the name was allocated from, or null.
+  returned: single-device form
+  type: str
+  sample: vmtap%d
+lease:
+  description: The lease bound to the device, or null.
+  returned: single-device form
+  type: str
+  sample: web1/net0
+state:
+  description: The requested state.
+  returned: single-device form
+  type: str
+  sample: present
+ifindex:
+  description: The interface index; null in check mode for a device not yet made, and when absent.
+  returned: single-device form
+  type: int
+  sample: 17
+mac_address:
+  description: The link's MAC address (null for tun devices and absent ones).
+  returned: single-device form
+  type: str
+  sample: fe:54:00:12:34:56
+mtu:
+  description: The link's MTU.
+  returned: single-device form
+  type: int
+  sample: 1500
+owner:
+  description: The owning uid, or null when unset.
+  returned: single-device form
+  type: int
+  sample: 0
+group:
+  description: The owning gid, or null when unset.
+  returned: single-device form
+  type: int
+  sample: null
+flags:
+  description: The tun flags, by name.
+  returned: single-device form
+  type: list
+  elements: str
+  sample: [tap, multi_queue, vnet_hdr, no_pi, persist]
+bridge:
+  description: The bridge the device is enslaved to, or null.
+  returned: single-device form
+  type: str
+  sample: br0
+netns:
+  description: The namespace of the device, or null for the host's.
+  returned: single-device form
+  type: str
+  sample: null
+mode:
+  description: V(tap) or V(tun).
+  returned: single-device form
+  type: str
+  sample: tap
+multi_queue:
+  description: Whether the device is multi-queue.
+  returned: single-device form
+  type: bool
+  sample: false
+vnet_hdr:
+  description: Whether C(IFF_VNET_HDR) is set now (processes that attach rewrite it).
+  returned: single-device form
+  type: bool
+  sample: true
+packet_info:
+  description: Whether packet information is prepended (no C(IFF_NO_PI)).
+  returned: single-device form
+  type: bool
+  sample: false
+up:
+  description: Whether the link is administratively up.
+  returned: single-device form
+  type: bool
+  sample: true
+in_use:
+  description: Whether a process (QEMU, libvirt) holds the device.
+  returned: single-device form
+  type: bool
+  sample: false
+devices:
+  description:
+    - One entry per item of O(devices), in input order, each with the keys of the single-device form and
+      C(changed).
+  returned: batch mode
+  type: list
+  elements: dict
+  sample:
+    - name: vmtap3
+      id: 3
+      lease: db1/net0
+      changed: true
+pruned:
+  description: The leases removed by O(prune_prefix).
+  returned: batch mode
+  type: list
+  elements: str
+  sample: ["db1/net2"]
+"""
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible_collections.netdev.tuntap.plugins.module_utils._engine import TapError, run
+from ansible_collections.netdev.tuntap.plugins.module_utils._links import PYROUTE2_IMPORT_ERROR
+from ansible_collections.netdev.tuntap.plugins.module_utils._spec import ARGUMENT_SPEC, MUTUALLY_EXCLUSIVE
+
+
+def main():
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, mutually_exclusive=MUTUALLY_EXCLUSIVE,
+                           supports_check_mode=True)
+    if PYROUTE2_IMPORT_ERROR is not None:
+        module.fail_json(msg=missing_required_lib("pyroute2 >= 0.7.3"), exception=str(PYROUTE2_IMPORT_ERROR))
+
+    try:
+        result = run(module.params, check_mode=module.check_mode, diff=module._diff)
+    except TapError as exc:
+        module.fail_json(msg=str(exc), changed=exc.changed)
+    for warning in result.pop("warnings"):
+        module.warn(warning)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
