@@ -83,6 +83,10 @@ def run(params: dict, check_mode: bool = False, diff: bool = False) -> dict:
                                before=present)
     except (SpecError, PlanError, RegistryError, NetnsError, LinkError, _tun.TunError) as exc:
         raise TapError(str(exc))
+    except OSError as exc:
+        # The registry's disk (full, read-only, I/O error) or a system call we did not expect to fail.
+        where = " (%s)" % exc.filename if exc.filename else ""
+        raise TapError("system error%s: %s" % (where, exc.strerror or exc))
 
 
 def adopt_orphans(registry: Registry, present: dict, netns: str | None) -> list:

@@ -21,7 +21,7 @@ except ImportError as _exc:  # reported by the module with missing_required_lib
     NetlinkError = OSError
     PYROUTE2_IMPORT_ERROR = _exc
 
-MIN_PYROUTE2 = "0.7.3"
+MIN_PYROUTE2 = "0.7.2"
 
 ALIAS_PREFIX = "netdev.tuntap "
 IFF_UP = 0x1

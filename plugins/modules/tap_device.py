@@ -33,7 +33,7 @@ author:
 requirements:
   - Linux with the C(tun) driver (C(/dev/net/tun)).
   - Root, or CAP_NET_ADMIN (use C(become=true)).
-  - pyroute2 >= 0.7.3 on the target.
+  - pyroute2 >= 0.7.2 on the target.
 attributes:
   check_mode:
     support: full
@@ -404,7 +404,7 @@ def main():
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, mutually_exclusive=MUTUALLY_EXCLUSIVE,
                            supports_check_mode=True)
     if PYROUTE2_IMPORT_ERROR is not None:
-        module.fail_json(msg=missing_required_lib("pyroute2 >= 0.7.3"), exception=str(PYROUTE2_IMPORT_ERROR))
+        module.fail_json(msg=missing_required_lib("pyroute2 >= 0.7.2"), exception=str(PYROUTE2_IMPORT_ERROR))
 
     try:
         result = run(module.params, check_mode=module.check_mode, diff=module._diff)

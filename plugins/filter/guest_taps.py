@@ -1,0 +1,389 @@
+# Copyright (c) netdev.tuntap contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Filters behind the guest_taps role: guests in, one batch of devices out, a fact back.
+
+They run on the controller. Doing this in Jinja would cost seconds for a thousand NICs
+and could not be unit-tested; here it is a few milliseconds and plain functions.
+The documentation of each filter is in the YAML file of the same name beside this one.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.netdev.tuntap.plugins.module_utils._names import (
+    InvalidName, is_template, validate_name, validate_template)
+
+LEASE_PREFIX = "guest_taps:"
+DEFAULT_TEMPLATE = "vmtap%d"
+# The kernel refuses more queues than this on one tap (MAX_TAP_QUEUES).
+MAX_QUEUES = 256
+MTU_RANGE = (68, 65535)
+MAX_LEASE_LENGTH = 200
+STATES = ("present", "absent")
+NIC_KEYS = frozenset(("id", "bridge", "mac", "host_mac", "mtu", "queues", "vnet_hdr", "owner", "group", "name"))
+GUEST_KEYS = frozenset(("name", "state", "nics"))
+
+_MAC = re.compile(r"\A[0-9a-fA-F]{2}([:-])[0-9a-fA-F]{2}(\1[0-9a-fA-F]{2}){4}\Z")
+
+
+def _mac_octets(value):
+    if not isinstance(value, str) or not _MAC.match(value):
+        return None
+    return [int(part, 16) for part in re.split("[:-]", value)]
+
+
+def _mac_problem(value):
+    octets = _mac_octets(value)
+    if octets is None:
+        return "is not a MAC address; write six hex octets such as 52:54:00:12:34:56"
+    if octets[0] & 1:
+        return "is a multicast address (lowest bit of the first octet set); a NIC needs a unicast one"
+    if not any(octets):
+        return "is all zeros; a NIC needs a non-zero unicast address"
+    return None
+
+
+def normalize_mac(value):
+    """Lower-case, colon-separated form of a MAC address already known to be valid."""
+    return ":".join("%02x" % octet for octet in _mac_octets(value))
+
+
+def host_mac_for(guest_mac):
+    """The host side's MAC by libvirt's rule: first octet 0xFE, or 0xFA when the guest's already is 0xFE.
+
+    Two ends of one link with the same address make the bridge (and the guest) see
+    "received packet with own address"; libvirt picks these values, we follow it.
+    """
+    octets = _mac_octets(guest_mac)
+    if octets is None:
+        raise AnsibleFilterError("%r is not a MAC address" % (guest_mac,))
+    octets[0] = 0xFA if octets[0] == 0xFE else 0xFE
+    return ":".join("%02x" % octet for octet in octets)
+
+
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _int_value(value):
+    """An int from an int or a decimal string (as YAML or --extra-vars may give), else None."""
+    if _is_int(value):
+        return value
+    if isinstance(value, str) and re.match(r"\A-?[0-9]+\Z", value.strip()):
+        return int(value)
+    return None
+
+
+def _bool_value(value):
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("yes", "true", "on", "1", "y"):
+        return True
+    if text in ("no", "false", "off", "0", "n"):
+        return False
+    return None
+
+
+def _nic_id(nic, index):
+    """The NIC's identity as the lease spells it; its index when no id is given."""
+    value = nic.get("id") if isinstance(nic, dict) else None
+    return index if value is None else value
+
+
+def lease_for(guest_name, nic_id):
+    return "%s%s/%s" % (LEASE_PREFIX, guest_name, nic_id)
+
+
+def _guest_label(index, guest):
+    name = guest.get("name") if isinstance(guest, dict) else None
+    if isinstance(name, str) and name:
+        return "guest %r (guest_taps_guests[%d])" % (name, index)
+    return "guest_taps_guests[%d]" % index
+
+
+def _name_problem(value, what):
+    """Kernel name rules for a name or template (the module checks the rest, e.g. against max_id)."""
+    if not isinstance(value, str) or not value:
+        return "%s must be a non-empty string (an interface name or a template such as 'vmtap%%d')" % what
+    try:
+        if is_template(value):
+            # max_id 0 checks the shape only: the module knows the real max_id and checks the length.
+            validate_template(value, 0, what)
+        else:
+            validate_name(value, what)
+    except InvalidName as exc:
+        return str(exc)
+    return None
+
+
+def _owner_problem(value):
+    if value is None or _is_int(value) and value >= 0:
+        return None
+    if isinstance(value, str) and value and not any(ch.isspace() or ch == ":" for ch in value):
+        return None
+    return "must be a user/group name or a non-negative numeric id, got %r" % (value,)
+
+
+def _guest_problems(index, guest, seen_guests, seen_names, template):
+    problems = []
+    label = _guest_label(index, guest)
+    if not isinstance(guest, dict):
+        return ["%s must be a dict with name, state and nics, got %r" % (label, guest)]
+    unknown = sorted(str(key) for key in set(guest) - GUEST_KEYS)
+    if unknown:
+        problems.append("%s: unknown key %s; a guest takes name, state and nics" % (label, ", ".join(unknown)))
+    name = guest.get("name")
+    if not isinstance(name, str) or not name:
+        problems.append("%s: name is required and must be a non-empty string" % label)
+    elif "/" in name:
+        problems.append("%s: name must not contain '/': it separates guest and NIC id in the lease "
+                        "'guest_taps:<guest>/<nic id>'" % label)
+    elif any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in name):
+        problems.append("%s: name must not contain control characters" % label)
+    elif name in seen_guests:
+        problems.append("%s: name is also used by guest_taps_guests[%d]; guest names must be unique"
+                        % (label, seen_guests[name]))
+    else:
+        seen_guests[name] = index
+    state = guest.get("state", "present")
+    if state is None:
+        state = "present"
+    if state not in STATES:
+        problems.append("%s: state %r is not allowed; choose present or absent" % (label, state))
+    nics = guest.get("nics")
+    if nics is None:
+        nics = []
+    if not isinstance(nics, list):
+        problems.append("%s: nics must be a list, got %r" % (label, nics))
+        return problems
+    seen_ids = {}
+    for nic_index, nic in enumerate(nics):
+        where = "%s nics[%d]" % (label, nic_index)
+        if not isinstance(nic, dict):
+            problems.append("%s must be a dict, got %r" % (where, nic))
+            continue
+        nic_id = _nic_id(nic, nic_index)
+        if _is_int(nic_id):
+            if nic_id < 0:
+                problems.append("%s: id %r must not be negative" % (where, nic_id))
+        elif not isinstance(nic_id, str) or not nic_id.strip():
+            problems.append("%s: id must be a non-empty string or an integer, got %r" % (where, nic_id))
+            continue
+        elif any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in nic_id):
+            problems.append("%s: id %r must not contain control characters" % (where, nic_id))
+        key = str(nic_id)
+        if key in seen_ids:
+            hint = "" if "id" in nic and nics[seen_ids[key]].get("id") is not None else \
+                " (a NIC without id takes its index as id)"
+            problems.append("%s: id %r is also the id of nics[%d]; NIC ids must be unique within a guest%s"
+                            % (where, nic_id, seen_ids[key], hint))
+        else:
+            seen_ids[key] = nic_index
+        if isinstance(name, str) and name and "/" not in name:
+            lease = lease_for(name, key)
+            if len(lease) > MAX_LEASE_LENGTH:
+                problems.append("%s: its lease %r is longer than %d characters; use a shorter guest name or id"
+                                % (where, lease[:40] + "...", MAX_LEASE_LENGTH))
+        if state == "absent":
+            # A guest being removed only needs its NICs' ids: its other settings no longer matter.
+            continue
+        unknown = sorted(str(k) for k in set(nic) - NIC_KEYS)
+        if unknown:
+            problems.append("%s: unknown key %s; a NIC takes %s"
+                            % (where, ", ".join(unknown), ", ".join(sorted(NIC_KEYS))))
+        for mac_key in ("mac", "host_mac"):
+            value = nic.get(mac_key)
+            if value is not None:
+                why = _mac_problem(value)
+                if why:
+                    problems.append("%s: %s %r %s" % (where, mac_key, value, why))
+        bridge = nic.get("bridge")
+        if bridge is not None and bridge != "":
+            why = _name_problem(bridge, where + ": bridge")
+            if why is None and "%" in bridge:
+                why = "%s: bridge %r must be the name of an existing bridge, not a template" % (where, bridge)
+            if why:
+                problems.append(why)
+        mtu = nic.get("mtu")
+        if mtu is not None:
+            number = _int_value(mtu)
+            if number is None or not MTU_RANGE[0] <= number <= MTU_RANGE[1]:
+                problems.append("%s: mtu %r must be an integer from %d to %d" % ((where, mtu) + MTU_RANGE))
+        queues = nic.get("queues")
+        if queues is not None:
+            number = _int_value(queues)
+            if number is None or not 1 <= number <= MAX_QUEUES:
+                problems.append("%s: queues %r must be an integer from 1 to %d" % (where, queues, MAX_QUEUES))
+        if nic.get("vnet_hdr") is not None and _bool_value(nic["vnet_hdr"]) is None:
+            problems.append("%s: vnet_hdr %r must be a boolean" % (where, nic["vnet_hdr"]))
+        for who in ("owner", "group"):
+            why = _owner_problem(nic.get(who))
+            if why:
+                problems.append("%s: %s %s" % (where, who, why))
+        dev_name = nic.get("name")
+        if dev_name is not None:
+            why = _name_problem(dev_name, where + ": name")
+            if why:
+                problems.append(why)
+            elif not is_template(dev_name):
+                if dev_name in seen_names:
+                    problems.append("%s: name %r is also given to %s; a literal device name can serve one NIC"
+                                    % (where, dev_name, seen_names[dev_name]))
+                else:
+                    seen_names[dev_name] = where
+    return problems
+
+
+def guest_tap_problems(guests, template=DEFAULT_TEMPLATE):
+    """Everything wrong with a guest list, one message per problem naming the guest and NIC."""
+    if guests is None:
+        return []
+    if not isinstance(guests, list):
+        return ["guest_taps_guests must be a list of guests, got %r" % (guests,)]
+    problems = []
+    if template is None:
+        template = DEFAULT_TEMPLATE
+    why = _name_problem(template, "guest_taps_template")
+    if why is None and not is_template(template):
+        why = ("guest_taps_template %r must be a template with one '%%d' (e.g. 'vmtap%%d'): it names every "
+               "NIC that has no name of its own" % (template,))
+    if why:
+        problems.append(why)
+    seen_guests = {}
+    seen_names = {}
+    for index, guest in enumerate(guests):
+        problems.extend(_guest_problems(index, guest, seen_guests, seen_names, template))
+    return problems
+
+
+def _registry_leases(registry):
+    """Lease names held in a registry: a dict, its JSON text, or None. A corrupt one yields none.
+
+    The module owns the registry (and repairs a corrupt one); this only looks for leases of
+    guests being removed, so a file it cannot read simply adds nothing.
+    """
+    if registry is None or registry == "":
+        return []
+    if isinstance(registry, (str, bytes)):
+        try:
+            registry = json.loads(registry)
+        except ValueError:
+            return []
+    if not isinstance(registry, dict) or not isinstance(registry.get("leases"), dict):
+        return []
+    return [lease for lease in registry["leases"] if isinstance(lease, str)]
+
+
+def guest_tap_devices(guests, template=DEFAULT_TEMPLATE, owner=None, group=None, registry=None):
+    """The tap_device module's ``devices`` list for a guest list, in input order.
+
+    Present guests give one item per NIC; absent guests one ``state: absent`` item per NIC
+    listed plus one per lease the registry still holds under ``guest_taps:<guest>/``.
+    """
+    problems = guest_tap_problems(guests, template)
+    if problems:
+        raise AnsibleFilterError("guest_taps_guests has %d problem(s): %s" % (len(problems), "; ".join(problems)))
+    if template is None:
+        template = DEFAULT_TEMPLATE
+    held = _registry_leases(registry)
+    devices = []
+    for guest in guests or []:
+        name = guest["name"]
+        nics = guest.get("nics") or []
+        if (guest.get("state") or "present") == "absent":
+            listed = set()
+            for index, nic in enumerate(nics):
+                lease = lease_for(name, _nic_id(nic, index))
+                listed.add(lease)
+                devices.append({"lease": lease, "state": "absent"})
+            prefix = lease_for(name, "")
+            for lease in sorted(held):
+                if lease.startswith(prefix) and lease not in listed:
+                    devices.append({"lease": lease, "state": "absent"})
+            continue
+        for index, nic in enumerate(nics):
+            queues = _int_value(nic.get("queues", 1) if nic.get("queues") is not None else 1)
+            vnet_hdr = True if nic.get("vnet_hdr") is None else _bool_value(nic["vnet_hdr"])
+            item = {
+                "name": nic.get("name") if nic.get("name") is not None else template,
+                "lease": lease_for(name, _nic_id(nic, index)),
+                "state": "present",
+                "multi_queue": queues > 1,
+                "vnet_hdr": vnet_hdr,
+            }
+            if nic.get("host_mac") is not None:
+                item["mac_address"] = normalize_mac(nic["host_mac"])
+            elif nic.get("mac") is not None:
+                item["mac_address"] = host_mac_for(nic["mac"])
+            if nic.get("bridge") is not None:
+                item["bridge"] = nic["bridge"]
+            if nic.get("mtu") is not None:
+                item["mtu"] = _int_value(nic["mtu"])
+            nic_owner = nic.get("owner") if nic.get("owner") is not None else owner
+            nic_group = nic.get("group") if nic.get("group") is not None else group
+            # The module's owner/group are strings (a name or a number); an int would be converted with a warning.
+            if nic_owner is not None and nic_owner != "":
+                item["owner"] = str(nic_owner)
+            if nic_group is not None and nic_group != "":
+                item["group"] = str(nic_group)
+            devices.append(item)
+    return devices
+
+
+def guest_tap_fact(result, guests):
+    """The ``guest_taps_devices`` fact: guest name -> list of NICs as the module made (or would make) them."""
+    if isinstance(result, dict):
+        if "devices" not in result:
+            raise AnsibleFilterError("guest_tap_fact needs the tap_device batch result (a dict with 'devices'), "
+                                     "got a dict with keys %s" % ", ".join(sorted(str(k) for k in result)))
+        items = result["devices"]
+    else:
+        items = result
+    if not isinstance(items, list):
+        raise AnsibleFilterError("guest_tap_fact needs a list of device results, got %r" % (items,))
+    by_lease = {}
+    for item in items:
+        if isinstance(item, dict) and item.get("lease"):
+            by_lease[item["lease"]] = item
+    fact = {}
+    for guest in guests or []:
+        if (guest.get("state") or "present") == "absent":
+            continue
+        nics = []
+        for index, nic in enumerate(guest.get("nics") or []):
+            nic_id = _nic_id(nic, index)
+            lease = lease_for(guest["name"], nic_id)
+            made = by_lease.get(lease)
+            if made is None:
+                raise AnsibleFilterError("the tap_device result has no device for lease %r (guest %r, NIC %r)"
+                                         % (lease, guest["name"], nic_id))
+            queues = _int_value(nic.get("queues")) if nic.get("queues") is not None else 1
+            nics.append({
+                "id": nic_id,
+                "device": made.get("name"),
+                "lease": lease,
+                "mac": normalize_mac(nic["mac"]) if nic.get("mac") is not None else None,
+                "host_mac": made.get("mac_address"),
+                "bridge": made.get("bridge"),
+                "mtu": made.get("mtu"),
+                "queues": queues,
+                "multi_queue": bool(made.get("multi_queue", queues > 1)),
+            })
+        fact[guest["name"]] = nics
+    return fact
+
+
+class FilterModule:
+    """netdev.tuntap guest_taps filters."""
+
+    def filters(self):
+        return {
+            "guest_tap_devices": guest_tap_devices,
+            "guest_tap_fact": guest_tap_fact,
+            "guest_tap_problems": guest_tap_problems,
+        }
