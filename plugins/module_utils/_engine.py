@@ -16,6 +16,7 @@ The data flow:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 
@@ -23,7 +24,8 @@ from ansible_collections.netdev.tuntap.plugins.module_utils import _tun
 from ansible_collections.netdev.tuntap.plugins.module_utils._links import Links, LinkError, encode_mark
 from ansible_collections.netdev.tuntap.plugins.module_utils._names import (
     InvalidName, TemplateMatcher, validate_template)
-from ansible_collections.netdev.tuntap.plugins.module_utils._netns import NetnsError, entered, netns_exists
+from ansible_collections.netdev.tuntap.plugins.module_utils._netns import (
+    NetnsError, entered, missing_netns_error, netns_exists)
 from ansible_collections.netdev.tuntap.plugins.module_utils._plan import Planner, PlanError
 from ansible_collections.netdev.tuntap.plugins.module_utils._registry import Registry, RegistryError
 from ansible_collections.netdev.tuntap.plugins.module_utils._results import device_result, settings_diff
@@ -44,8 +46,7 @@ class TapError(Exception):
 
 
 def _has_net_admin() -> bool:
-    if os.geteuid() == 0:
-        return True
+    # Root without CAP_NET_ADMIN (a container, a dropped bounding set) exists: ask for the capability.
     try:
         with open("/proc/self/status", encoding="ascii") as status:
             for line in status:
@@ -53,7 +54,7 @@ def _has_net_admin() -> bool:
                     return bool(int(line.split()[1], 16) >> CAP_NET_ADMIN & 1)
     except OSError:
         pass
-    return False
+    return os.geteuid() == 0
 
 
 def run(params: dict, check_mode: bool = False, diff: bool = False) -> dict:
@@ -62,31 +63,52 @@ def run(params: dict, check_mode: bool = False, diff: bool = False) -> dict:
         task = parse_task(params)
         if not _has_net_admin():
             raise TapError("tap_device needs root or CAP_NET_ADMIN to create and change tun/tap devices "
-                           "(running as uid %d without it); use become: true" % os.geteuid())
-        with Registry(task.registry, check_mode=check_mode) as registry:
-            registry.drop_old_releases(task.reuse_delay)
-            with entered(task.netns), Links() as links:
-                present = links.dump()
-                warnings = list(registry.warnings)
-                warnings += adopt_orphans(registry, present, task.netns)
-                planner = Planner(task, registry.state, present, registry.clock)
-                actions = planner.plan()
-                warnings += planner.warnings
-                if check_mode:
-                    return _report(task, actions, present, warnings, diff, predicted=True)
-                applier = Applier(task, registry, links, planner)
-                try:
-                    applier.apply(actions)
-                finally:
-                    after = links.dump() if applier.executed else present
-                return _report(task, actions, after, warnings + applier.warnings, diff, predicted=False,
-                               before=present)
+                           "(running as uid %d without CAP_NET_ADMIN); use become: true" % os.geteuid())
+        netns_gone = task.netns is not None and not netns_exists(task.netns)
+        if netns_gone and not all(spec.state == "absent" and spec.lease for spec in task.devices):
+            raise missing_netns_error(task.netns)
+        if not check_mode and not os.path.isdir(os.path.dirname(os.path.abspath(task.registry))):
+            # First use of this registry: plan once without touching the disk, so a request that
+            # fails leaves no directory or lock file behind.
+            _run_task(task, check_mode=True, diff=False, netns_gone=netns_gone)
+        return _run_task(task, check_mode, diff, netns_gone)
     except (SpecError, PlanError, RegistryError, NetnsError, LinkError, _tun.TunError) as exc:
         raise TapError(str(exc))
     except OSError as exc:
         # The registry's disk (full, read-only, I/O error) or a system call we did not expect to fail.
         where = " (%s)" % exc.filename if exc.filename else ""
         raise TapError("system error%s: %s" % (where, exc.strerror or exc))
+
+
+@contextlib.contextmanager
+def _device_session(netns: str | None, netns_gone: bool):
+    """Links in the target namespace; none when it is gone (only leases are released then)."""
+    if netns_gone:
+        yield None
+        return
+    with entered(netns), Links() as links:
+        yield links
+
+
+def _run_task(task, check_mode: bool, diff: bool, netns_gone: bool) -> dict:
+    with Registry(task.registry, check_mode=check_mode) as registry:
+        registry.drop_old_releases(task.reuse_delay)
+        with _device_session(task.netns, netns_gone) as links:
+            present = links.dump() if links is not None else {}
+            warnings = list(registry.warnings)
+            warnings += adopt_orphans(registry, present, task.netns)
+            planner = Planner(task, registry.state, present, registry.clock)
+            actions = planner.plan()
+            warnings += planner.warnings
+            if check_mode:
+                return _report(task, actions, present, warnings, diff, predicted=True)
+            applier = Applier(task, registry, links, planner)
+            try:
+                applier.apply(actions)
+            finally:
+                after = links.dump() if applier.executed and links is not None else present
+            return _report(task, actions, after, warnings + applier.warnings, diff, predicted=False,
+                           before=present)
 
 
 def adopt_orphans(registry: Registry, present: dict, netns: str | None) -> list:
@@ -103,6 +125,9 @@ def adopt_orphans(registry: Registry, present: dict, netns: str | None) -> list:
     adopted = []
 
     def adopt(lease, name, template, number, device):
+        # The planner trusts only devices marked with their lease; an unmarked device named in
+        # an interrupted run's intent is ours (killed before marking) and gets its mark now.
+        device.mark = {"lease": lease, "template": template}
         leases[lease] = {"name": name, "template": template, "id": number, "netns": netns,
                          "mode": device.tun.mode, "multi_queue": device.tun.multi_queue,
                          "since": registry.clock()}

@@ -39,6 +39,11 @@ def netns_exists(name: str) -> bool:
     return os.path.exists(netns_path(name))
 
 
+def missing_netns_error(name: str) -> NetnsError:
+    return NetnsError("netns %r does not exist (no %s); create it first, e.g. 'ip netns add %s'"
+                      % (name, netns_path(name), name))
+
+
 def _setns(fd: int) -> None:
     native = getattr(os, "setns", None)  # Python 3.12+
     if native is not None:
@@ -60,8 +65,7 @@ def entered(name: str | None):
     try:
         target = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
-        raise NetnsError("netns %r does not exist (no %s); create it first, e.g. 'ip netns add %s'"
-                         % (name, path, name))
+        raise missing_netns_error(name)
     try:
         origin = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
         try:

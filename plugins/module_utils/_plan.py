@@ -140,11 +140,13 @@ class Planner:
     def _plan_absent(self, spec) -> Action:
         if spec.lease is not None:
             record = self.leases.get(spec.lease)
-            if record is None:
-                return Action(spec, "absent", spec.name, lease=spec.lease)
-            return self._plan_release(spec, spec.lease, record, spec.force)
+            if record is not None:
+                return self._plan_release(spec, spec.lease, record, spec.force)
+            if spec.name is None:
+                return Action(spec, "absent", spec.template, lease=spec.lease)
+            # An unknown lease with a literal name: remove that name, unless another lease holds it.
         holder = self.held.get((self.task.netns, spec.name))
-        if holder is not None:
+        if holder is not None and holder != spec.lease:
             raise PlanError("%s: the device %r is leased to %r; remove it by giving lease: %r with state: "
                             "absent" % (spec.label(), spec.name, holder, holder))
         device = self.present.get(spec.name)
@@ -191,8 +193,8 @@ class Planner:
 
     @staticmethod
     def _ours(device, lease) -> bool:
-        # An unmarked tun/tap is accepted: a run killed between create and marking leaves one.
-        return device.mark is None or device.mark["lease"] == lease
+        # Only a device marked with this lease; a tap someone made under a freed name is not ours.
+        return device.mark is not None and device.mark["lease"] == lease
 
     def _compatible(self, spec, record: dict) -> bool:
         if record.get("netns") != self.task.netns or record.get("mode") != spec.mode:
