@@ -9,8 +9,10 @@ records; everything else is one request per device.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
+
+from ansible_collections.netdev.tuntap.plugins.module_utils._marks import (  # noqa: F401 (re-exported)
+    ALIAS_PREFIX, decode_mark, encode_mark)
 
 PYROUTE2_IMPORT_ERROR = None
 try:
@@ -23,7 +25,6 @@ except ImportError as _exc:  # reported by the module with missing_required_lib
 
 MIN_PYROUTE2 = "0.7.2"
 
-ALIAS_PREFIX = "netdev.tuntap "
 IFF_UP = 0x1
 
 
@@ -66,26 +67,6 @@ class LinkInfo:
             return bool(self.tun.queues)
         # A single-queue tap has carrier exactly while a file descriptor is attached.
         return self.carrier
-
-
-def encode_mark(lease: str | None, template: str | None) -> str:
-    return ALIAS_PREFIX + json.dumps({"lease": lease, "template": template}, separators=(",", ":"),
-                                     sort_keys=True)
-
-
-def decode_mark(alias: str | None) -> dict | None:
-    if not alias or not alias.startswith(ALIAS_PREFIX):
-        return None
-    try:
-        mark = json.loads(alias[len(ALIAS_PREFIX):])
-    except ValueError:
-        return None
-    if not isinstance(mark, dict):
-        return None
-    lease, template = mark.get("lease"), mark.get("template")
-    if not (lease is None or isinstance(lease, str)) or not (template is None or isinstance(template, str)):
-        return None
-    return {"lease": lease, "template": template}
 
 
 def _tun_info(info_data) -> TunInfo:

@@ -35,25 +35,30 @@ def _describe_byte(byte: int) -> str:
 
 def validate_name(name: str, what: str = "name") -> None:
     """Raise InvalidName unless ``name`` is a valid literal interface name."""
-    _check_bytes(name, what)
+    _require_text(name, what)
     if "%" in name:
         raise InvalidName("%s %r contains '%%'; a literal interface name may not, "
-                         "and a template needs exactly one '%%d' and no other '%%'" % (what, name))
-
-
-def _check_bytes(text: str, what: str) -> bytes:
-    if not isinstance(text, str) or text == "":
-        raise InvalidName("%s must be a non-empty string of 1 to %d bytes" % (what, MAX_NAME_BYTES))
-    raw = text.encode("utf-8", "surrogateescape")
-    if text in (".", ".."):
-        raise InvalidName("%s %r is not allowed: the kernel refuses '.' and '..'" % (what, text))
+                          "and a template needs exactly one '%%d' and no other '%%'" % (what, name))
+    if name in (".", ".."):
+        raise InvalidName("%s %r is not allowed: the kernel refuses '.' and '..'" % (what, name))
+    raw = _check_bytes(name, name, what)
     if len(raw) > MAX_NAME_BYTES:
         raise InvalidName("%s %r is %d bytes long; interface names are 1 to %d bytes"
-                         % (what, text, len(raw), MAX_NAME_BYTES))
+                          % (what, name, len(raw), MAX_NAME_BYTES))
+
+
+def _require_text(text, what: str) -> None:
+    if not isinstance(text, str) or text == "":
+        raise InvalidName("%s must be a non-empty string of 1 to %d bytes" % (what, MAX_NAME_BYTES))
+
+
+def _check_bytes(text: str, shown: str, what: str) -> bytes:
+    """The UTF-8 bytes of ``text``; refuse the bytes the kernel refuses, naming ``shown``."""
+    raw = text.encode("utf-8", "surrogateescape")
     for byte in raw:
         if byte in _FORBIDDEN_BYTES or byte == 0:
             raise InvalidName("%s %r contains %s; interface names may not contain '/', ':' "
-                             "or whitespace" % (what, text, _describe_byte(byte)))
+                              "or whitespace" % (what, shown, _describe_byte(byte)))
     return raw
 
 
@@ -64,19 +69,19 @@ def is_template(name: str) -> bool:
 
 def validate_template(template: str, max_id: int, what: str = "name") -> None:
     """Raise InvalidName unless ``template`` is valid and renders ``max_id`` within 15 bytes."""
+    _require_text(template, what)
     if template.count("%") != 1 or template.count(TEMPLATE_MARK) != 1:
         raise InvalidName("%s %r is not a valid template: it needs exactly one '%%d' "
-                         "and no other '%%'" % (what, template))
-    raw = _check_bytes(template.replace(TEMPLATE_MARK, "0"), what)
-    fixed_bytes = len(raw) - 1
+                          "and no other '%%'" % (what, template))
+    fixed_bytes = len(_check_bytes(template.replace(TEMPLATE_MARK, ""), template, what))
     room = MAX_NAME_BYTES - fixed_bytes
     if room < 1:
-        raise InvalidName("%s %r leaves no room for a number within %d bytes"
-                         % (what, template, MAX_NAME_BYTES))
+        raise InvalidName("%s %r has %d bytes besides '%%d', which leaves no room for a number within "
+                          "%d bytes; no max_id fits" % (what, template, fixed_bytes, MAX_NAME_BYTES))
     if len(str(max_id)) > room:
         longest = 10 ** room - 1
         raise InvalidName("%s %r cannot hold max_id %d within %d bytes; the longest max_id "
-                         "that fits is %d" % (what, template, max_id, MAX_NAME_BYTES, longest))
+                          "that fits is %d" % (what, template, max_id, MAX_NAME_BYTES, longest))
 
 
 def render(template: str, number: int) -> str:

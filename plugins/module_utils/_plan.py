@@ -240,6 +240,10 @@ class Planner:
             blocked.update(n for n in (matcher.number(rec["name"]) for rec in self.leases.values())
                            if n is not None)
             blocked.update(n for n in map(matcher.number, self.state["released"]) if n is not None)
+            # A literal name another item of this task asks for is not free either.
+            blocked.update(n for n in (matcher.number(spec.name) for spec in self.task.devices
+                                       if spec.name is not None and spec.state == "present")
+                           if n is not None)
             last = self.state["counters"].get(template)
             if last is None:
                 last = first_counter(existing)

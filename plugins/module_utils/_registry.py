@@ -48,7 +48,7 @@ def parse_state(text: str) -> dict:
         raise CorruptRegistry("not valid JSON (%s)" % exc)
     _require(isinstance(data, dict), "the top level is not an object")
     version = data.get("version")
-    _require(isinstance(version, int), "it has no integer 'version'")
+    _require(isinstance(version, int) and not isinstance(version, bool), "it has no integer 'version'")
     if version > SCHEMA_VERSION:
         # Not corrupt: written by a newer release. Moving it aside would lose its data.
         raise RegistryError("registry schema version %d is newer than this module understands (%d); "
@@ -130,7 +130,8 @@ class Registry:
         except BaseException:
             self._unlock()
             raise
-        self._saved = copy.deepcopy(self.state)
+        # A rebuilt registry differs from what is on disk (nothing, or a bad file): write it back.
+        self._saved = None if self.recovered else copy.deepcopy(self.state)
         return self
 
     def __exit__(self, *exc) -> None:

@@ -14,6 +14,7 @@ import pwd
 import re
 from dataclasses import dataclass
 
+from ansible_collections.netdev.tuntap.plugins.module_utils._marks import MAX_MARK_BYTES, mark_bytes
 from ansible_collections.netdev.tuntap.plugins.module_utils._names import (
     InvalidName, is_template, validate_name, validate_template)
 from ansible_collections.netdev.tuntap.plugins.module_utils._netns import NetnsError, validate_netns_name
@@ -202,6 +203,10 @@ def parse_device(raw: dict, where: str, max_id: int) -> DeviceSpec:
     if state == "absent" and template is not None and lease is None:
         raise SpecError("%sname %r is a template; removing by template alone is ambiguous: give the lease "
                         "that holds the device, or the device's own name" % (where, template))
+    if lease is not None and mark_bytes(lease, template) > MAX_MARK_BYTES:
+        raise SpecError("%slease %r is too long: the device's alias carries the lease and template in at most "
+                        "%d bytes, and with this template it would take %d; use a shorter lease"
+                        % (where, lease, MAX_MARK_BYTES, mark_bytes(lease, template)))
     mac = values["mac_address"]
     bridge = values["bridge"]
     if mode == "tun" and mac is not None:

@@ -1,0 +1,663 @@
+# Copyright (c) netdev.tuntap contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Planning decisions, from fake links and a registry state: no system state is touched."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+
+import pytest
+
+from ansible_collections.netdev.tuntap.plugins.module_utils import _plan
+from ansible_collections.netdev.tuntap.plugins.module_utils._links import LinkInfo, TunInfo, decode_mark, encode_mark
+from ansible_collections.netdev.tuntap.plugins.module_utils._plan import Planner, PlanError, Removal
+from ansible_collections.netdev.tuntap.plugins.module_utils._registry import empty_state
+from ansible_collections.netdev.tuntap.plugins.module_utils._spec import parse_task
+
+REG = "/nonexistent/ntt-unit/registry.json"
+NOW = 1000.0
+UNSET = object()
+
+
+@pytest.fixture(autouse=True)
+def no_namespace_access(monkeypatch):
+    """The planner must not look at other namespaces unless a test says so."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("the planner touched a namespace: %r" % (args,))
+    monkeypatch.setattr(_plan, "netns_exists", refuse)
+    monkeypatch.setattr(_plan, "entered", refuse)
+
+
+def tap(name, index=None, *, mode="tap", mq=False, lease=None, template=None, marked=UNSET, in_use=False,
+        queues=None, mtu=1500, mac="52:54:00:00:00:01", master=None, up=True, owner=0, group=None):
+    """A tun/tap LinkInfo as _links would report it; marked with lease/template when either is given."""
+    if marked is UNSET:
+        marked = lease is not None or template is not None
+    alias = encode_mark(lease, template) if marked else None
+    if mq:
+        queues = (2 if in_use else 0) if queues is None else queues
+    return LinkInfo(name=name, index=index or abs(hash(name)) % 10000 + 10, kind="tun", mtu=mtu,
+                    mac_address=None if mode == "tun" else mac, master=master, up=up,
+                    carrier=in_use and not mq, alias=alias,
+                    tun=TunInfo(mode=mode, packet_info=False, vnet_hdr=False, persist=True, multi_queue=mq,
+                                owner=owner, group=group, queues=queues),
+                    mark=decode_mark(alias))
+
+
+def link(name, kind, index=None):
+    """A device that is not a tun/tap (kind None: no IFLA_LINKINFO, e.g. a physical NIC)."""
+    return LinkInfo(name=name, index=index or abs(hash(name)) % 10000 + 10, kind=kind, mtu=1500,
+                    mac_address="52:54:00:99:99:99", master=None, up=True, carrier=True, alias=None)
+
+
+def lease_rec(name, template=None, number=None, netns=None, mode="tap", mq=False, since=1.0):
+    return {"name": name, "template": template, "id": number, "netns": netns, "mode": mode,
+            "multi_queue": mq, "since": since}
+
+
+def state_of(counters=None, leases=None, released=None):
+    state = empty_state()
+    state["counters"].update(counters or {})
+    state["leases"].update(leases or {})
+    state["released"].update({name: {"at": NOW - 10, "template": None, "netns": None}
+                              for name in (released or ())})
+    return state
+
+
+def planner_for(present=(), reg=None, **params):
+    """A Planner for the task ``params`` (module options), devices ``present``, registry state ``reg``."""
+    params.setdefault("registry", REG)
+    task = parse_task(params)
+    return Planner(task, reg if reg is not None else state_of(), {d.name: d for d in present},
+                   lambda: NOW)
+
+
+def plan(present=(), reg=None, **params):
+    planner = planner_for(present, reg, **params)
+    return planner, planner.plan()
+
+
+def plan_one(present=(), reg=None, **params):
+    planner, actions = plan(present, reg, **params)
+    assert len(actions) == 1
+    return planner, actions[0]
+
+
+def refusal(present=(), reg=None, **params) -> str:
+    with pytest.raises(PlanError) as exc:
+        plan(present, reg, **params)
+    return str(exc.value)
+
+
+# -- allocation for templates ------------------------------------------------------------
+
+@pytest.mark.parametrize("present, state, max_id, expected", [
+    # first use: the counter starts above every canonical match in the namespace
+    ([], None, 99999, "vnet0"),
+    (["vnet0", "vnet3"], None, 99999, "vnet4"),
+    (["vnet3", "vnet1"], None, 99999, "vnet4"),
+    (["vnet007"], None, 99999, "vnet0"),              # not canonical: ignored
+    (["vnet00", "vnet01"], None, 99999, "vnet0"),
+    (["vnet100000"], None, 99999, "vnet0"),           # above max_id: not a match
+    (["vnet5", "vnet100000"], None, 99999, "vnet6"),
+    (["vnet9", "tap12", "vnetx"], None, 99999, "vnet10"),
+    (["vnet5"], None, 5, "vnet0"),                    # the match is max_id: wrap
+    # first use: leases and releases block numbers but do not raise the start
+    ([], state_of(leases={"other": lease_rec("vnet9", "vnet%d", 9)}), 99999, "vnet0"),
+    ([], state_of(released=["vnet0"]), 99999, "vnet1"),
+    (["vnet2"], state_of(leases={"o": lease_rec("vnet3", "vnet%d", 3)}, released=["vnet4"]), 99999, "vnet5"),
+    # a counter wins over the devices present
+    ([], state_of(counters={"vnet%d": 12}), 99999, "vnet13"),
+    (["vnet50"], state_of(counters={"vnet%d": 3}), 99999, "vnet4"),
+    (["vnet4"], state_of(counters={"vnet%d": 3}), 99999, "vnet5"),                        # skip existing
+    ([], state_of(counters={"vnet%d": 3}, leases={"o": lease_rec("vnet4", "vnet%d", 4)}), 99999, "vnet5"),
+    ([], state_of(counters={"vnet%d": 3}, released=["vnet4", "vnet5"]), 99999, "vnet6"),  # skip held back
+    (["vnet13"], state_of(counters={"vnet%d": 12}, leases={"o": lease_rec("vnet14", "vnet%d", 14)},
+                          released=["vnet15"]), 99999, "vnet16"),
+    # leases in other namespaces still block: names are host-global
+    ([], state_of(counters={"vnet%d": 3}, leases={"o": lease_rec("vnet4", "vnet%d", 4, netns="ntt-other")}),
+     99999, "vnet5"),
+    # the counter of another template does not matter
+    ([], state_of(counters={"tap%d": 40}), 99999, "vnet0"),
+    # wrap after max_id, skipping what is taken
+    ([], state_of(counters={"vnet%d": 5}), 5, "vnet0"),
+    (["vnet0"], state_of(counters={"vnet%d": 5}, released=["vnet1"]), 5, "vnet2"),
+    ([], state_of(counters={"vnet%d": 900}), 5, "vnet0"),       # max_id lowered below the counter
+    # non-canonical devices do not block their canonical twin
+    (["vnet04"], state_of(counters={"vnet%d": 3}), 99999, "vnet4"),
+])
+def test_template_allocation(present, state, max_id, expected):
+    devices = [tap(name) if name.startswith("vnet") else link(name, "veth") for name in present]
+    planner, action = plan_one(devices, state, name="vnet%d", max_id=max_id)
+    assert action.kind == "create"
+    assert action.name == expected
+    assert action.number == int(expected[4:])
+    assert action.template == "vnet%d"
+    assert action.changed is True
+
+
+def test_template_without_lease_makes_a_new_device_every_time():
+    _, action = plan_one([tap("vnet0"), tap("vnet1")], state_of(counters={"vnet%d": 1}), name="vnet%d")
+    assert (action.kind, action.name, action.lease, action.lease_changed) == ("create", "vnet2", None, False)
+
+
+def test_exhausted_range_is_a_clear_error():
+    state = state_of(counters={"vnet%d": 1}, leases={"o": lease_rec("vnet1", "vnet%d", 1)}, released=["vnet2"])
+    message = refusal([tap("vnet0"), tap("vnet3")], state, name="vnet%d", max_id=3, reuse_delay=60)
+    for part in ("no free name for template 'vnet%d'", "max_id 3", "reuse_delay (60 s)", "Raise max_id"):
+        assert part in message
+
+
+def test_exhaustion_with_a_huge_range_and_few_names_is_instant():
+    _, action = plan_one([tap("v%d" % n) for n in range(100)], state_of(counters={"v%d": 10 ** 9 - 1}),
+                         name="v%d", max_id=10 ** 9)
+    assert action.name == "v1000000000"
+    _, action = plan_one([tap("v%d" % n) for n in range(100)], state_of(counters={"v%d": 10 ** 9}),
+                         name="v%d", max_id=10 ** 9)
+    assert action.name == "v100"
+
+
+def test_batch_allocates_distinct_increasing_numbers():
+    planner, actions = plan([tap("vnet2")], state_of(counters={"vnet%d": 0}, released=["vnet4"]),
+                            devices=[{"name": "vnet%d"}, {"name": "tap%d"}, {"name": "vnet%d", "lease": "a"},
+                                     {"name": "vnet%d", "lease": "b"}])
+    assert [a.name for a in actions] == ["vnet1", "tap0", "vnet3", "vnet5"]
+    planner.store_counters()
+    assert planner.state["counters"] == {"vnet%d": 5, "tap%d": 0}
+
+
+def test_batch_template_does_not_take_a_name_requested_literally():
+    # a literal name in the same task is about to be created: the template must not plan it too
+    _, actions = plan([], state_of(counters={"vnet%d": 4}),
+                      devices=[{"name": "vnet%d"}, {"name": "vnet5"}])
+    names = [a.name for a in actions]
+    assert [a.kind for a in actions] == ["create", "create"]
+    assert len(set(names)) == 2, "two creates of the same name planned: %r" % names
+
+
+def test_store_counters_only_for_templates_that_handed_out_numbers():
+    state = state_of(counters={"vnet%d": 7, "tap%d": 3},
+                     leases={"k": lease_rec("tap9", "tap%d", 9)})
+    planner, actions = plan([tap("tap9", lease="k", template="tap%d")], state,
+                            devices=[{"name": "tap%d", "lease": "k"}, {"name": "vnet%d"}])
+    assert [a.kind for a in actions] == ["reconcile", "create"]
+    planner.store_counters()
+    assert planner.state["counters"] == {"vnet%d": 8, "tap%d": 3}
+
+
+def test_planning_does_not_change_the_state():
+    state = state_of(counters={"vnet%d": 7}, leases={"k": lease_rec("vnet3", "vnet%d", 3)}, released=["vnet9"])
+    before = copy.deepcopy(state)
+    plan([tap("vnet3", lease="k", template="vnet%d")], state,
+         devices=[{"name": "vnet%d", "lease": "k"}, {"name": "vnet%d", "lease": "new"}, {"name": "tap0"}])
+    assert state == before
+
+
+# -- leases --------------------------------------------------------------------------
+
+def test_new_lease_creates_and_records():
+    planner, action = plan_one([], None, name="vnet%d", lease="web1/net0")
+    assert (action.kind, action.name, action.number, action.lease, action.lease_changed) == \
+        ("create", "vnet0", 0, "web1/net0", True)
+    planner.record_lease(action)
+    assert planner.state["leases"]["web1/net0"] == lease_rec("vnet0", "vnet%d", 0, since=NOW)
+
+
+def test_leased_device_present_is_reconciled_without_change():
+    state = state_of(counters={"vnet%d": 3}, leases={"k": lease_rec("vnet3", "vnet%d", 3)})
+    device = tap("vnet3", lease="k", template="vnet%d")
+    _, action = plan_one([device], state, name="vnet%d", lease="k")
+    assert (action.kind, action.name, action.number, action.template) == ("reconcile", "vnet3", 3, "vnet%d")
+    assert action.changes == {}
+    assert action.changed is False
+    assert action.device is device
+
+
+def test_leased_name_held_by_an_unmarked_tap_is_not_taken_over():
+    # only a device marked with the lease is the lease's device: an unmarked tap under a freed
+    # name was made by someone else (the engine marks the orphans of an interrupted run first)
+    state = state_of(counters={"vnet%d": 3}, leases={"k": lease_rec("vnet3", "vnet%d", 3)})
+    planner, action = plan_one([tap("vnet3", marked=False)], state, name="vnet%d", lease="k")
+    assert (action.kind, action.name) == ("create", "vnet4")
+    assert action.replaces == Removal("vnet3", None, None, "k", "vnet%d", release_name=False)
+    assert "now held by a tap device" in planner.warnings[0]
+
+
+def test_leased_device_with_a_lost_alias_but_our_mark_is_reconciled():
+    # the mark is what counts; a different alias text with our mark is rewritten
+    state = state_of(leases={"k": lease_rec("vnet3", "vnet%d", 3)})
+    device = tap("vnet3", lease="k", template="vnet%d")
+    device.alias = device.alias.replace('"template"', ' "template"')   # same JSON, other spelling
+    _, action = plan_one([device], state, name="vnet%d", lease="k")
+    assert action.kind == "reconcile"
+    assert action.changes == {"alias": encode_mark("k", "vnet%d")}
+
+
+def test_leased_device_gone_is_made_again_under_the_same_name():
+    state = state_of(counters={"vnet%d": 9}, leases={"k": lease_rec("vnet3", "vnet%d", 3)})
+    planner, action = plan_one([], state, name="vnet%d", lease="k")
+    assert (action.kind, action.name, action.number, action.allocator, action.replaces) == \
+        ("create", "vnet3", 3, None, None)
+    planner.store_counters()
+    assert planner.state["counters"] == {"vnet%d": 9}
+
+
+def test_leased_literal_device_gone_is_made_again():
+    state = state_of(leases={"k": lease_rec("mytap")})
+    _, action = plan_one([], state, name="mytap", lease="k")
+    assert (action.kind, action.name, action.number, action.template) == ("create", "mytap", None, None)
+
+
+@pytest.mark.parametrize("holder", [
+    tap("vnet3", lease="someone-else", template="vnet%d"),
+    link("vnet3", "veth"),
+    tap("vnet3", mode="tun"),
+    tap("vnet3", mq=True),
+])
+def test_leased_name_taken_by_another_device_moves_the_lease(holder):
+    state = state_of(counters={"vnet%d": 3}, leases={"k": lease_rec("vnet3", "vnet%d", 3)})
+    planner, action = plan_one([holder], state, name="vnet%d", lease="k")
+    assert (action.kind, action.name, action.lease_changed) == ("create", "vnet4", True)
+    assert action.replaces == Removal("vnet3", None, None, "k", "vnet%d", release_name=False)
+    assert len(planner.warnings) == 1
+    for part in ("lease 'k'", "'vnet3' is now held by", "fresh name 'vnet4'"):
+        assert part in planner.warnings[0]
+
+
+def test_leased_literal_name_taken_by_another_device_is_an_error():
+    state = state_of(leases={"k": lease_rec("mytap")})
+    message = refusal([link("mytap", "bridge")], state, name="mytap", lease="k")
+    assert "mytap (lease 'k')" in message
+    assert "the name 'mytap' is now held by a bridge device" in message
+
+
+@pytest.mark.parametrize("record, params, old_device", [
+    # template changed
+    (lease_rec("vnet3", "vnet%d", 3), dict(name="tap%d"), True),
+    # from a template to a literal name, and from one literal name to another
+    (lease_rec("vnet3", "vnet%d", 3), dict(name="mytap"), True),
+    (lease_rec("mytap"), dict(name="othertap"), True),
+    (lease_rec("mytap"), dict(name="vnet%d"), True),
+    # mode / multi_queue changed
+    (lease_rec("vnet3", "vnet%d", 3), dict(name="vnet%d", mode="tun"), True),
+    (lease_rec("vnet3", "vnet%d", 3), dict(name="vnet%d", multi_queue=True), True),
+    # the old device is already gone
+    (lease_rec("vnet3", "vnet%d", 3), dict(name="vnet%d", mode="tun"), False),
+])
+def test_incompatible_change_replaces_the_device(record, params, old_device):
+    state = state_of(counters={"vnet%d": 3}, leases={"k": record})
+    old = tap(record["name"], lease="k", template=record["template"])
+    planner, action = plan_one([old] if old_device else [], state, lease="k", **params)
+    assert action.kind == "create"
+    assert action.changed and action.lease_changed
+    assert action.replaces.name == record["name"]
+    assert action.replaces.lease == "k"
+    assert action.replaces.template == record["template"]
+    assert action.replaces.release_name is True
+    assert action.replaces.device is (old if old_device else None)
+    if params["name"].endswith("%d"):
+        assert action.name != record["name"]
+        assert action.template == params["name"]
+    else:
+        assert action.name == params["name"]
+    assert planner.warnings == []
+
+
+def test_replacement_allocates_past_the_old_name():
+    state = state_of(counters={"vnet%d": 3}, leases={"k": lease_rec("vnet3", "vnet%d", 3)})
+    _, action = plan_one([tap("vnet3", lease="k", template="vnet%d")], state, name="vnet%d", lease="k",
+                         multi_queue=True)
+    assert action.name == "vnet4"
+
+
+def test_replacing_a_device_in_use_needs_force():
+    state = state_of(leases={"k": lease_rec("vnet3", "vnet%d", 3)})
+    old = tap("vnet3", lease="k", template="vnet%d", in_use=True)
+    message = refusal([old], state, name="vnet%d", lease="k", mode="tun")
+    assert "device 'vnet3' is in use" in message and "force: true" in message
+    _, action = plan_one([old], state, name="vnet%d", lease="k", mode="tun", force=True)
+    assert action.replaces.device is old
+
+
+def test_replacement_leaves_a_device_that_is_not_ours():
+    state = state_of(leases={"k": lease_rec("vnet3", "vnet%d", 3)})
+    stranger = tap("vnet3", lease="other", template="vnet%d", in_use=True)
+    planner, action = plan_one([stranger], state, name="tap%d", lease="k")
+    assert action.replaces.device is None          # not deleted, and its in-use state is irrelevant
+    assert "lease 'k'" in planner.warnings[0] and "left alone" in planner.warnings[0]
+
+
+def test_lease_moved_to_another_namespace_whose_old_namespace_is_gone(monkeypatch):
+    monkeypatch.setattr(_plan, "netns_exists", lambda name: False)
+    state = state_of(leases={"k": lease_rec("vnet3", "vnet%d", 3, netns="ntt-gone")})
+    _, action = plan_one([], state, name="vnet%d", lease="k", netns="ntt-here")
+    assert action.kind == "create"
+    assert action.replaces == Removal("vnet3", "ntt-gone", None, "k", "vnet%d")
+    # the old name is still leased while planning: the new one is not the same
+    assert action.name == "vnet0"
+
+
+def test_lease_in_another_existing_namespace_is_looked_up_there(monkeypatch):
+    old = tap("vnet3", lease="k", template="vnet%d", in_use=True)
+    visited = []
+
+    @contextlib.contextmanager
+    def fake_entered(name):
+        visited.append(name)
+        yield
+
+    class FakeLinks:
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def get(self, name):
+            return old if name == "vnet3" else None
+
+    monkeypatch.setattr(_plan, "netns_exists", lambda name: True)
+    monkeypatch.setattr(_plan, "entered", fake_entered)
+    monkeypatch.setattr(_plan, "Links", FakeLinks)
+    state = state_of(leases={"k": lease_rec("vnet3", "vnet%d", 3, netns="ntt-old")})
+    # the old device is in use there: moving the lease to this namespace needs force
+    message = refusal([], state, name="vnet%d", lease="k", netns="ntt-new")
+    assert "device 'vnet3' is in use" in message
+    _, action = plan_one([], state, name="vnet%d", lease="k", netns="ntt-new", force=True)
+    assert action.replaces == Removal("vnet3", "ntt-old", old, "k", "vnet%d")
+    assert visited == ["ntt-old", "ntt-old"]
+
+
+def test_same_namespace_lease_does_not_enter_namespaces():
+    state = state_of(leases={"k": lease_rec("vnet3", "vnet%d", 3, netns="ntt-here")})
+    _, action = plan_one([tap("vnet3", lease="k", template="vnet%d")], state, name="vnet%d", lease="k",
+                         netns="ntt-here")
+    assert action.kind == "reconcile" and not action.changed
+
+
+def test_record_lease_keeps_since_for_the_same_name():
+    state = state_of(leases={"k": lease_rec("vnet3", "vnet%d", 3, since=5.0)})
+    planner, action = plan_one([tap("vnet3", lease="k", template="vnet%d")], state, name="vnet%d", lease="k",
+                               mtu=9000)
+    planner.record_lease(action)
+    assert planner.state["leases"]["k"]["since"] == 5.0
+    planner2, action2 = plan_one([tap("vnet3", lease="other", template="vnet%d")],
+                                 state_of(leases={"k": lease_rec("vnet3", "vnet%d", 3, since=5.0)}),
+                                 name="vnet%d", lease="k")
+    planner2.record_lease(action2)
+    assert planner2.state["leases"]["k"] == lease_rec(action2.name, "vnet%d", action2.number, since=NOW)
+
+
+# -- literal names ------------------------------------------------------------------
+
+def test_literal_name_absent_is_created():
+    _, action = plan_one([], None, name="mytap", mode="tun")
+    assert (action.kind, action.name, action.number, action.template, action.lease_changed) == \
+        ("create", "mytap", None, None, False)
+    assert action.label() == "mytap"
+
+
+def test_literal_name_present_and_matching_is_reconciled():
+    _, action = plan_one([tap("mytap")], None, name="mytap")
+    assert (action.kind, action.changes, action.changed) == ("reconcile", {}, False)
+
+
+@pytest.mark.parametrize("device, params, difference", [
+    (link("eth0", None), dict(name="eth0"), "is a non-tun/tap device, not a tun/tap device"),
+    (link("veth0", "veth"), dict(name="veth0"), "is a veth device, not a tun/tap device"),
+    (link("br0", "bridge"), dict(name="br0", mode="tun"), "is a bridge device"),
+    (tap("t0", mode="tun"), dict(name="t0"), "is a tun device, but mode 'tap' was requested"),
+    (tap("t0"), dict(name="t0", mode="tun"), "is a tap device, but mode 'tun' was requested"),
+    (tap("t0"), dict(name="t0", multi_queue=True), "has multi_queue false, but multi_queue true was requested"),
+    (tap("t0", mq=True), dict(name="t0"), "has multi_queue true, but multi_queue false was requested"),
+    (tap("t0", mode="tun"), dict(name="t0", lease="k"), "is a tun device"),
+])
+def test_literal_name_of_a_different_kind_is_refused(device, params, difference):
+    message = refusal([device], None, **params)
+    assert "the existing device %r" % device.name in message
+    assert difference in message
+    assert "left untouched" in message
+
+
+def test_literal_name_leased_to_another_is_refused():
+    state = state_of(leases={"theirs": lease_rec("mytap")})
+    for params in (dict(name="mytap"), dict(name="mytap", lease="mine")):
+        message = refusal([tap("mytap", lease="theirs")], state, **params)
+        assert "the name 'mytap' is leased to 'theirs'" in message
+        assert "lease: 'theirs'" in message
+
+
+def test_literal_name_leased_in_another_namespace_is_free_here():
+    state = state_of(leases={"theirs": lease_rec("mytap", netns="ntt-other")})
+    _, action = plan_one([], state, name="mytap")
+    assert (action.kind, action.name) == ("create", "mytap")
+
+
+def test_literal_name_with_a_new_lease_adopts_the_device():
+    _, action = plan_one([tap("mytap")], None, name="mytap", lease="k")
+    assert action.kind == "reconcile"
+    assert action.changes == {"alias": encode_mark("k", None)}
+    assert action.lease_changed is True
+
+
+# -- reconciling settings ---------------------------------------------------------------
+
+@pytest.mark.parametrize("device, params, changes", [
+    (tap("t0", mtu=1500), dict(mtu=9000), {"mtu": 9000}),
+    (tap("t0", mtu=9000), dict(mtu=9000), {}),
+    (tap("t0", mac="52:54:00:AB:CD:EF"), dict(mac_address="52:54:00:ab:cd:ef"), {}),
+    (tap("t0", mac="52:54:00:ab:cd:ef"), dict(mac_address="52-54-00-AB-CD-EE"),
+     {"mac_address": "52:54:00:ab:cd:ee"}),
+    (tap("t0", up=True), dict(up=False), {"up": False}),
+    (tap("t0", up=False), dict(), {"up": True}),                 # up defaults to true
+    (tap("t0", owner=0, group=None), dict(owner="1000"), {"owner": 1000}),
+    (tap("t0", owner=1000), dict(), {}),                         # owner not given: left alone
+    (tap("t0", owner=None, group=5), dict(group="5"), {}),
+    (tap("t0", group=None), dict(group="100"), {"group": 100}),
+    (tap("t0", master=7), dict(bridge=""), {"master": 0}),       # "" detaches
+    (tap("t0", master=None), dict(bridge=""), {}),
+    (tap("t0", master=None), dict(bridge="br0"), {"master": 77}),
+    (tap("t0", master=77), dict(bridge="br0"), {}),
+    (tap("t0", master=12), dict(bridge="br0"), {"master": 77}),
+    (tap("t0", mtu=1500, up=False, owner=0), dict(mtu=1400, up=True, owner="0"), {"mtu": 1400, "up": True}),
+    # multi-queue: owner can change while queues are attached
+    (tap("t0", mq=True, in_use=True, owner=0), dict(owner="5", multi_queue=True), {"owner": 5}),
+])
+def test_reconcile_changes(device, params, changes):
+    _, action = plan_one([device, link("br0", "bridge", index=77)], None, name="t0", **params)
+    assert action.kind == "reconcile"
+    assert action.changes == changes
+    assert action.changed is bool(changes)
+
+
+@pytest.mark.parametrize("params", [dict(owner="1000"), dict(group="1000"), dict(owner="5", group="6")])
+def test_owner_group_change_of_a_held_single_queue_tap_is_refused(params):
+    message = refusal([tap("t0", in_use=True, owner=0)], None, name="t0", **params)
+    assert "owner/group of 't0' cannot be changed while a process holds it" in message
+    assert "(0/None)" in message
+
+
+def test_held_tap_with_owner_unchanged_is_fine():
+    _, action = plan_one([tap("t0", in_use=True, owner=1000)], None, name="t0", owner="1000", mtu=1400)
+    assert action.changes == {"mtu": 1400}
+
+
+@pytest.mark.parametrize("present, netns, parts", [
+    ([], None, ["bridge 'br0' does not exist in the host namespace", "create the bridge first"]),
+    ([], "ntt-x", ["bridge 'br0' does not exist in netns 'ntt-x'"]),
+    ([link("br0", "veth")], None, ["bridge 'br0' is a veth device, not a Linux bridge"]),
+    ([tap("br0")], None, ["bridge 'br0' is a tun device, not a Linux bridge"]),
+    ([link("br0", None)], None, ["bridge 'br0' is a non-bridge device"]),
+])
+def test_bridge_checks(present, netns, parts):
+    for devices, params in (([], dict(name="vnet%d")), ([tap("t0")], dict(name="t0"))):
+        message = refusal(devices + present, None, bridge="br0", netns=netns, **params)
+        for part in parts:
+            assert part in message
+
+
+def test_bridge_checks_name_the_item_in_batch_mode():
+    message = refusal([], None, devices=[{"name": "a"}, {"name": "vnet%d", "bridge": "br9"}])
+    assert message.startswith("devices[1].bridge 'br9' does not exist")
+
+
+def test_new_device_gets_the_bridge_index():
+    _, action = plan_one([link("br0", "bridge", index=42)], None, name="vnet%d", bridge="br0")
+    assert action.master == 42
+    _, action = plan_one([], None, name="vnet%d", bridge="")
+    assert action.master == 0
+    _, action = plan_one([], None, name="vnet%d")
+    assert action.master is None
+
+
+# -- state: absent -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("params", [dict(lease="nope"), dict(lease="nope", name="vnet%d")])
+def test_absent_unknown_lease_is_nothing_to_do(params):
+    _, action = plan_one([tap("vnet3", lease="nope", template="vnet%d")], None, state="absent", **params)
+    assert (action.kind, action.changed, action.lease) == ("absent", False, "nope")
+    assert action.removal is None
+
+
+def test_absent_unknown_lease_with_a_literal_name_removes_that_name():
+    device = tap("mytap")
+    _, action = plan_one([device], None, name="mytap", lease="nope", state="absent")
+    assert (action.kind, action.name) == ("delete", "mytap")
+    assert action.removal.device is device
+    _, action = plan_one([], None, name="mytap", lease="nope", state="absent")
+    assert (action.kind, action.changed) == ("absent", False)
+
+
+def test_absent_lease_deletes_its_device_and_releases():
+    state = state_of(leases={"k": lease_rec("vnet3", "vnet%d", 3)})
+    device = tap("vnet3", lease="k", template="vnet%d")
+    _, action = plan_one([device], state, lease="k", state="absent")
+    assert (action.kind, action.name, action.number, action.template, action.changed) == \
+        ("delete", "vnet3", 3, "vnet%d", True)
+    assert action.removal == Removal("vnet3", None, device, "k", "vnet%d", release_name=True)
+
+
+def test_absent_lease_whose_device_is_gone_is_released():
+    state = state_of(leases={"k": lease_rec("vnet3", "vnet%d", 3)})
+    _, action = plan_one([], state, lease="k", state="absent")
+    assert (action.kind, action.changed) == ("release", True)
+    assert action.removal == Removal("vnet3", None, None, "k", "vnet%d")
+
+
+def test_absent_lease_whose_namespace_is_gone_is_released(monkeypatch):
+    monkeypatch.setattr(_plan, "netns_exists", lambda name: name != "ntt-gone")
+    state = state_of(leases={"k": lease_rec("vnet3", "vnet%d", 3, netns="ntt-gone")})
+    _, action = plan_one([], state, lease="k", state="absent")
+    assert action.kind == "release"
+    assert action.removal.netns == "ntt-gone" and action.removal.device is None
+
+
+def test_absent_lease_whose_name_now_holds_a_stranger_only_releases():
+    state = state_of(leases={"k": lease_rec("vnet3", "vnet%d", 3)})
+    planner, action = plan_one([link("vnet3", "veth")], state, lease="k", state="absent")
+    assert action.kind == "release" and action.removal.device is None
+    assert "left alone" in planner.warnings[0]
+
+
+@pytest.mark.parametrize("device, detail", [
+    (tap("vnet3", lease="k", template="vnet%d", in_use=True), "a process has it open"),
+    (tap("vnet3", lease="k", template="vnet%d", mq=True, queues=2), "2 queue(s) attached"),
+])
+def test_absent_lease_in_use_needs_force(device, detail):
+    state = state_of(leases={"k": lease_rec("vnet3", "vnet%d", 3, mq=device.tun.multi_queue)})
+    message = refusal([device], state, lease="k", state="absent")
+    assert "device 'vnet3' is in use (%s)" % detail in message
+    assert "force: true" in message
+    _, action = plan_one([device], state, lease="k", state="absent", force=True)
+    assert action.kind == "delete" and action.removal.device is device
+
+
+def test_absent_literal_nothing_there():
+    _, action = plan_one([], None, name="mytap", state="absent")
+    assert (action.kind, action.changed) == ("absent", False)
+
+
+@pytest.mark.parametrize("device, template", [
+    (tap("mytap"), None),
+    (tap("vnet5", template="vnet%d"), "vnet%d"),      # an unleased device made from a template
+])
+def test_absent_literal_deletes_and_records_the_release(device, template):
+    _, action = plan_one([device], None, name=device.name, state="absent")
+    assert (action.kind, action.name, action.changed) == ("delete", device.name, True)
+    assert action.removal == Removal(device.name, None, device, None, template, release_name=True)
+
+
+def test_absent_literal_not_a_tun_tap_is_refused():
+    message = refusal([link("eth0", None)], None, name="eth0", state="absent")
+    assert "'eth0' is a non-tun/tap device, not a tun/tap device; refusing to delete it" in message
+
+
+def test_absent_literal_in_use_needs_force():
+    device = tap("mytap", in_use=True)
+    message = refusal([device], None, name="mytap", state="absent")
+    assert "device 'mytap' is in use" in message and "force: true" in message
+    _, action = plan_one([device], None, name="mytap", state="absent", force=True)
+    assert action.kind == "delete"
+
+
+def test_absent_literal_leased_to_another_is_refused():
+    state = state_of(leases={"theirs": lease_rec("mytap")})
+    message = refusal([tap("mytap", lease="theirs")], state, name="mytap", state="absent")
+    assert "the device 'mytap' is leased to 'theirs'" in message
+    assert "lease: 'theirs'" in message
+
+
+def test_absent_literal_leased_to_another_with_a_non_matching_lease_is_refused():
+    # "leased to someone else and no matching lease given -> fail naming the lease"
+    state = state_of(leases={"theirs": lease_rec("mytap")})
+    with pytest.raises(PlanError) as exc:
+        plan([tap("mytap", lease="theirs")], state, name="mytap", lease="mine", state="absent")
+    assert "'theirs'" in str(exc.value)
+
+
+def test_absent_literal_leased_in_another_namespace_is_not_ours_to_refuse():
+    state = state_of(leases={"theirs": lease_rec("mytap", netns="ntt-other")})
+    _, action = plan_one([tap("mytap")], state, name="mytap", state="absent")
+    assert action.kind == "delete"
+
+
+# -- prune_prefix --------------------------------------------------------------------------
+
+def test_prune_removes_unnamed_leases_with_the_prefix_only():
+    state = state_of(leases={
+        "guest:a": lease_rec("vnet1", "vnet%d", 1),
+        "guest:b": lease_rec("vnet2", "vnet%d", 2),
+        "guest:c": lease_rec("vnet3", "vnet%d", 3),
+        "other:d": lease_rec("vnet4", "vnet%d", 4),
+        "guestx": lease_rec("vnet5", "vnet%d", 5),
+    })
+    present = [tap("vnet%d" % n, lease=lease, template="vnet%d")
+               for n, lease in ((1, "guest:a"), (2, "guest:b"), (4, "other:d"), (5, "guestx"))]
+    _, actions = plan(present, state, devices=[{"name": "vnet%d", "lease": "guest:a"}], prune_prefix="guest:")
+    assert [(a.kind, a.spec is None, a.lease, a.name) for a in actions] == [
+        ("reconcile", False, "guest:a", "vnet1"),
+        ("delete", True, "guest:b", "vnet2"),
+        ("release", True, "guest:c", "vnet3"),      # its device is already gone
+    ]
+    assert actions[1].label() == "pruning lease 'guest:b'"
+    assert actions[1].removal.device is present[1]
+
+
+def test_prune_keeps_leases_named_with_state_absent_to_their_own_action():
+    state = state_of(leases={"g:a": lease_rec("vnet1", "vnet%d", 1)})
+    _, actions = plan([], state, devices=[{"lease": "g:a", "state": "absent"}], prune_prefix="g:")
+    assert [(a.kind, a.spec is not None) for a in actions] == [("release", True)]
+
+
+def test_prune_refuses_a_device_in_use():
+    state = state_of(leases={"g:b": lease_rec("vnet2", "vnet%d", 2)})
+    device = tap("vnet2", lease="g:b", template="vnet%d", in_use=True)
+    message = refusal([device], state, devices=[], prune_prefix="g:")
+    assert message.startswith("pruning lease 'g:b': device 'vnet2' is in use")
+
+
+def test_without_prune_prefix_nothing_is_pruned():
+    state = state_of(leases={"g:b": lease_rec("vnet2", "vnet%d", 2)})
+    _, actions = plan([], state, devices=[])
+    assert actions == []
