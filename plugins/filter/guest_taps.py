@@ -95,13 +95,21 @@ def _nic_id(nic, index):
     return index if value is None else value
 
 
+def _guest_name(guest):
+    """The guest's name as a string (a number such as a VM id counts), or None when unusable."""
+    name = guest.get("name") if isinstance(guest, dict) else None
+    if _is_int(name):
+        return str(name)
+    return name if isinstance(name, str) else None
+
+
 def lease_for(guest_name, nic_id):
     return "%s%s/%s" % (LEASE_PREFIX, guest_name, nic_id)
 
 
 def _guest_label(index, guest):
-    name = guest.get("name") if isinstance(guest, dict) else None
-    if isinstance(name, str) and name:
+    name = _guest_name(guest)
+    if name:
         return "guest %r (guest_taps_guests[%d])" % (name, index)
     return "guest_taps_guests[%d]" % index
 
@@ -137,8 +145,8 @@ def _guest_problems(index, guest, seen_guests, seen_names, template):
     unknown = sorted(str(key) for key in set(guest) - GUEST_KEYS)
     if unknown:
         problems.append("%s: unknown key %s; a guest takes name, state and nics" % (label, ", ".join(unknown)))
-    name = guest.get("name")
-    if not isinstance(name, str) or not name:
+    name = _guest_name(guest)
+    if not name:
         problems.append("%s: name is required and must be a non-empty string" % label)
     elif "/" in name:
         problems.append("%s: name must not contain '/': it separates guest and NIC id in the lease "
@@ -293,7 +301,7 @@ def guest_tap_devices(guests, template=DEFAULT_TEMPLATE, owner=None, group=None,
     held = _registry_leases(registry)
     devices = []
     for guest in guests or []:
-        name = guest["name"]
+        name = _guest_name(guest)
         nics = guest.get("nics") or []
         if (guest.get("state") or "present") == "absent":
             listed = set()
@@ -354,14 +362,15 @@ def guest_tap_fact(result, guests):
     for guest in guests or []:
         if (guest.get("state") or "present") == "absent":
             continue
+        name = _guest_name(guest)
         nics = []
         for index, nic in enumerate(guest.get("nics") or []):
             nic_id = _nic_id(nic, index)
-            lease = lease_for(guest["name"], nic_id)
+            lease = lease_for(name, nic_id)
             made = by_lease.get(lease)
             if made is None:
                 raise AnsibleFilterError("the tap_device result has no device for lease %r (guest %r, NIC %r)"
-                                         % (lease, guest["name"], nic_id))
+                                         % (lease, name, nic_id))
             queues = _int_value(nic.get("queues")) if nic.get("queues") is not None else 1
             nics.append({
                 "id": nic_id,
@@ -374,7 +383,7 @@ def guest_tap_fact(result, guests):
                 "queues": queues,
                 "multi_queue": bool(made.get("multi_queue", queues > 1)),
             })
-        fact[guest["name"]] = nics
+        fact[name] = nics
     return fact
 
 
