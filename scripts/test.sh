@@ -21,7 +21,7 @@ set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$NTT_ROOT"
 
-ALL_STAGES=(unit integration doc sanity lint artifact molecule)
+ALL_STAGES=(unit integration pyroute2_min doc sanity lint artifact molecule)
 OPTIONAL_STAGES=(demo)
 JUNIT_DIR="$NTT_OUTPUT/junit"
 
@@ -124,7 +124,8 @@ run_pytest() {
     shift
     mkdir -p "$JUNIT_DIR"
     local rc=0
-    python -m pytest -p no:cacheprovider -ra --junitxml="$JUNIT_DIR/$name.xml" "$@" </dev/null || rc=$?
+    "${NTT_PYTEST_PYTHON:-python}" -m pytest -p no:cacheprovider -ra --junitxml="$JUNIT_DIR/$name.xml" "$@" \
+        </dev/null || rc=$?
     if [ "$rc" -eq 5 ]; then
         echo "pytest collected no tests in $* (exit 5): counted as a failure" >&2
     fi
@@ -166,6 +167,35 @@ stage_integration() {
     local before rc=0
     before="$(list_ntt_netns)"
     run_pytest integration tests/integration || rc=$?
+    check_netns_leaks "$before" || rc=1
+    return "$rc"
+}
+
+# The integration suite again with the oldest pyroute2 the module supports, in a venv of its
+# own (.venv-pyroute2-min, rebuilt when requirements/pyroute2-min.txt or the constraints change).
+stage_pyroute2_min() {
+    need_root "the pyroute2_min stage"
+    require_path tests/integration requirements/pyroute2-min.txt
+    local venv="$NTT_ROOT/.venv-pyroute2-min" min_constraints="$NTT_OUTPUT/constraints-pyroute2-min.txt"
+    local want before rc=0
+    want="$(cat "$NTT_ROOT/requirements/pyroute2-min.txt" "$NTT_ROOT/requirements/constraints.txt" |
+        sha256sum | cut -d' ' -f1) $("$NTT_PYTHON" -V 2>&1)"
+    if [ "$(cat "$venv/.ntt-stamp" 2>/dev/null)" != "$want" ]; then
+        echo "building $venv from requirements/pyroute2-min.txt"
+        grep -v '^pyroute2==' "$NTT_ROOT/requirements/constraints.txt" >"$min_constraints"
+        "$NTT_PYTHON" -m venv --clear "$venv"
+        PIP_DISABLE_PIP_VERSION_CHECK=1 "$venv/bin/python" -m pip install -q --no-input \
+            -r "$NTT_ROOT/requirements/pyroute2-min.txt" -c "$min_constraints" >"$NTT_OUTPUT/pyroute2-min-pip.log" 2>&1 || {
+            grep -v "^WARNING: Location '" "$NTT_OUTPUT/pyroute2-min-pip.log" | tail -n 30 >&2
+            ntt_die "pip install of requirements/pyroute2-min.txt failed"
+        }
+        echo "$want" >"$venv/.ntt-stamp"
+    fi
+    "$venv/bin/python" -c 'import pyroute2, sys; print("pyroute2", pyroute2.__version__, "on python", sys.version.split()[0])'
+    before="$(list_ntt_netns)"
+    # Its ansible and ansible-playbook run the module with this venv's python, so the module
+    # itself meets pyroute2 0.7.2 too.
+    PATH="$venv/bin:$PATH" NTT_PYTEST_PYTHON="$venv/bin/python" run_pytest pyroute2-min tests/integration || rc=$?
     check_netns_leaks "$before" || rc=1
     return "$rc"
 }
@@ -379,6 +409,7 @@ describe() {
     case "$1" in
         unit) echo "pytest tests/unit" ;;
         integration) echo "pytest tests/integration (real devices in throwaway namespaces)" ;;
+        pyroute2_min) echo "pytest tests/integration again with pyroute2 0.7.2, the oldest supported" ;;
         doc) echo "ansible-doc: module, role, filters" ;;
         sanity) echo "ansible-test sanity on the installed collection" ;;
         lint) echo "ansible-lint (production profile), antsibull-changelog lint" ;;

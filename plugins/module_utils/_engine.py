@@ -21,7 +21,8 @@ import os
 import socket
 
 from ansible_collections.netdev.tuntap.plugins.module_utils import _tun
-from ansible_collections.netdev.tuntap.plugins.module_utils._links import Links, LinkError, encode_mark
+from ansible_collections.netdev.tuntap.plugins.module_utils._links import Links, LinkError
+from ansible_collections.netdev.tuntap.plugins.module_utils._marks import encode_mark
 from ansible_collections.netdev.tuntap.plugins.module_utils._names import (
     InvalidName, TemplateMatcher, validate_template)
 from ansible_collections.netdev.tuntap.plugins.module_utils._netns import (

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ansible_collections.netdev.tuntap.plugins.module_utils._marks import (  # noqa: F401 (re-exported)
-    ALIAS_PREFIX, decode_mark, encode_mark)
+from ansible_collections.netdev.tuntap.plugins.module_utils._marks import decode_mark
 
 PYROUTE2_IMPORT_ERROR = None
 try:

@@ -35,11 +35,11 @@ def _ioc_layout() -> tuple[int, int, int]:
 
 
 def _ioc(direction: int, number: int, size: int) -> int:
-    _, _, size_bits = _ioc_layout()
+    size_bits = _ioc_layout()[2]
     return (direction << (16 + size_bits)) | (size << 16) | (ord("T") << 8) | number
 
 
-_WRITE, _READ, _ = _ioc_layout()
+_WRITE, _READ = _ioc_layout()[:2]
 _INT = struct.calcsize("i")
 TUNSETIFF = _ioc(_WRITE, 202, _INT)
 TUNSETPERSIST = _ioc(_WRITE, 203, _INT)

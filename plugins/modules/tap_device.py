@@ -29,24 +29,28 @@ description:
     C(/dev/net/tun). When neither O(owner) nor O(group) is given at creation, the owner is set to root
     (uid 0)."
 author:
-  - netdev.tuntap contributors
+  - netdev.tuntap contributors (@netdev-tuntap)
 requirements:
   - Linux with the C(tun) driver (C(/dev/net/tun)).
   - Root, or CAP_NET_ADMIN (use C(become=true)).
   - pyroute2 >= 0.7.2 on the target.
 attributes:
   check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
     details: Predicts names (a concurrent run may change the prediction) and changes nothing, not even the
       registry's directory or lock file.
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: full
     details: Before and after of each device's settings.
   idempotent:
+    description: When run twice in a row outside check mode, with the same arguments, the second invocation indicates no change.
     support: partial
     details: Idempotent with O(lease) or a literal O(name); a template without a lease makes a new device
       on every run.
   action_group:
+    description: Use C(group/netdev.tuntap.tuntap) in C(module_defaults) to set defaults for this module.
     support: full
     membership:
       - netdev.tuntap.tuntap

@@ -398,11 +398,11 @@ class AdHoc:
         if start < 0:
             return None, None
         rest = stdout[start + len(marker):]
-        status, _, body = rest.partition(" => ")
+        status, _arrow, body = rest.partition(" => ")
         brace = body.find("{")
         if brace < 0:
             return status.strip(), None
-        result, _ = json.JSONDecoder().raw_decode(body[brace:])
+        result = json.JSONDecoder().raw_decode(body[brace:])[0]
         return status.strip(), result
 
     @property

@@ -16,7 +16,7 @@ T = "vmt%d"
 
 
 def test_template_gives_increasing_names_matching_the_kernel(api, ns):
-    results = [api(name=T) for _ in range(3)]
+    results = [api(name=T) for _run in range(3)]
     assert [r["name"] for r in results] == ["vmt0", "vmt1", "vmt2"]
     for number, result in enumerate(results):
         assert result["changed"] is True
@@ -71,7 +71,7 @@ def test_literal_name(api, ns):
 
 
 def test_delete_then_allocate_never_reuses(api, ns, registry):
-    for _ in range(3):
+    for _run in range(3):
         api(name=T)
     removed = api(name="vmt2", state="absent")
     assert removed["changed"] is True
@@ -84,7 +84,7 @@ def test_delete_then_allocate_never_reuses(api, ns, registry):
 
 
 def test_sequence_continues_in_a_new_process(api, ns, registry):
-    assert [api(name=T)["name"] for _ in range(2)] == ["vmt0", "vmt1"]
+    assert [api(name=T)["name"] for _run in range(2)] == ["vmt0", "vmt1"]
     out = h.api_subprocess([api.params({"name": T}), api.params({"name": T})])
     assert [o.get("result", o)["name"] for o in out] == ["vmt2", "vmt3"], out
     assert api(name=T)["name"] == "vmt4"
@@ -128,7 +128,7 @@ def test_existing_name_is_skipped_later(api, ns):
 
 
 def test_wraparound_holds_back_recent_releases(api, ns, registry):
-    names = [api(name=T, max_id=3)["name"] for _ in range(4)]
+    names = [api(name=T, max_id=3)["name"] for _run in range(4)]
     assert names == ["vmt0", "vmt1", "vmt2", "vmt3"]
     api(name="vmt0", state="absent", max_id=3)   # released now: held back for reuse_delay
     h.del_link(ns, "vmt2")                         # gone without a release record
@@ -140,7 +140,7 @@ def test_wraparound_holds_back_recent_releases(api, ns, registry):
 
 
 def test_wraparound_reuses_after_reuse_delay(api, ns, registry):
-    for _ in range(3):
+    for _run in range(3):
         api(name=T, max_id=2)
     api(name="vmt1", state="absent", max_id=2)
     message = api.fails(name=T, max_id=2)  # default reuse_delay 3600 holds vmt1 back
@@ -154,7 +154,7 @@ def test_wraparound_reuses_after_reuse_delay(api, ns, registry):
 
 
 def test_exhaustion_fails_fast_with_a_clear_message(api, ns, registry):
-    for _ in range(3):
+    for _run in range(3):
         api(name=T, max_id=2)
     before = h.read_registry(registry)
     started = time.monotonic()

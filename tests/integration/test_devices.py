@@ -79,7 +79,7 @@ def test_mtu_mac_bridge_up_reconciled(api, ns):
         ({"mac_address": "02:AA:BB:CC:DD:02"}, lambda e: e["address"] == "02:aa:bb:cc:dd:02"),
         ({"bridge": "br1"}, lambda e: h.master(e) == "br1"),
         ({"up": False}, lambda e: not h.is_up(e)),
-        ({"up": True}, lambda e: h.is_up(e)),
+        ({"up": True}, h.is_up),
         ({"bridge": ""}, lambda e: h.master(e) is None),
     ]
     for change, check in steps:
@@ -152,7 +152,7 @@ def test_lease_idempotence(api, ns, registry):
     first = api(name=T, lease="web1/net0")
     assert first["changed"] is True and first["name"] == "vmt0" and first["lease"] == "web1/net0"
     h.assert_matches_kernel(ns, first)
-    for _ in range(2):
+    for _run in range(2):
         again = api(name=T, lease="web1/net0")
         assert again["changed"] is False
         assert (again["name"], again["ifindex"], again["id"]) == ("vmt0", first["ifindex"], 0)
@@ -234,7 +234,7 @@ def test_incompatible_change_of_netns_replaces_the_device(make_ns, registry):
 
 
 def test_template_without_lease_makes_a_new_device_each_run(api, ns):
-    assert [api(name=T)["name"] for _ in range(2)] == ["vmt0", "vmt1"]
+    assert [api(name=T)["name"] for _run in range(2)] == ["vmt0", "vmt1"]
 
 
 # ----------------------------------------------------------------------------- absent

@@ -113,7 +113,7 @@ def test_qemu_as_unprivileged_user(api, ns, qemu, tun_world_openable):
     mq = qemu(ns, multi, queues=2)
 
     try:
-        _, err = refused.communicate(timeout=20)
+        err = refused.communicate(timeout=20)[1]
     except Exception:
         pytest.fail("QEMU as nobody was not refused on a root-owned tap (still running)")
     assert refused.returncode != 0

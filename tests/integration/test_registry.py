@@ -155,9 +155,9 @@ def test_concurrent_processes_get_distinct_names_and_all_leases_are_recorded(ns,
                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                     stderr=subprocess.PIPE, text=True, cwd="/")
             procs.append((proc, leases))
-        for proc, _ in procs:
+        for proc, _lease in procs:
             assert proc.stdout.readline().strip() == "ready", proc.stderr.read()
-        for proc, _ in procs:  # start them all at (nearly) the same moment
+        for proc, _lease in procs:  # start them all at (nearly) the same moment
             proc.stdin.write("go\n")
             proc.stdin.flush()
         for proc, leases in procs:
@@ -166,7 +166,7 @@ def test_concurrent_processes_get_distinct_names_and_all_leases_are_recorded(ns,
             names = json.loads(out.strip().splitlines()[-1])
             expected.update(zip(leases, names))
     finally:
-        for proc, _ in procs:
+        for proc, _lease in procs:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
@@ -209,7 +209,7 @@ def test_sigkill_mid_batch_then_next_run_adopts(ns, registry):
     try:
         killer = subprocess.run(["ip", "netns", "exec", ns, h.PYTHON, "-c", _KILLER,
                                  str(batch.pid), "31"],  # lo + 30 devices
-                                capture_output=True, text=True, timeout=90)
+                                capture_output=True, text=True, timeout=90, check=False)
         out, err = batch.communicate(timeout=60)
     finally:
         if batch.poll() is None:

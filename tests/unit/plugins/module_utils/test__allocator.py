@@ -13,7 +13,7 @@ from ansible_collections.netdev.tuntap.plugins.module_utils._allocator import (
 
 
 def take_n(allocator, count):
-    return [allocator.take() for _ in range(count)]
+    return [allocator.take() for _run in range(count)]
 
 
 @pytest.mark.parametrize("existing, expected", [

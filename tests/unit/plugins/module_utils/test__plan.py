@@ -10,7 +10,8 @@ import copy
 import pytest
 
 from ansible_collections.netdev.tuntap.plugins.module_utils import _plan
-from ansible_collections.netdev.tuntap.plugins.module_utils._links import LinkInfo, TunInfo, decode_mark, encode_mark
+from ansible_collections.netdev.tuntap.plugins.module_utils._links import LinkInfo, TunInfo
+from ansible_collections.netdev.tuntap.plugins.module_utils._marks import decode_mark, encode_mark
 from ansible_collections.netdev.tuntap.plugins.module_utils._plan import Planner, PlanError, Removal
 from ansible_collections.netdev.tuntap.plugins.module_utils._registry import empty_state
 from ansible_collections.netdev.tuntap.plugins.module_utils._spec import parse_task
@@ -138,7 +139,7 @@ def test_template_allocation(present, state, max_id, expected):
 
 
 def test_template_without_lease_makes_a_new_device_every_time():
-    _, action = plan_one([tap("vnet0"), tap("vnet1")], state_of(counters={"vnet%d": 1}), name="vnet%d")
+    _planner, action = plan_one([tap("vnet0"), tap("vnet1")], state_of(counters={"vnet%d": 1}), name="vnet%d")
     assert (action.kind, action.name, action.lease, action.lease_changed) == ("create", "vnet2", None, False)
 
 
@@ -150,11 +151,11 @@ def test_exhausted_range_is_a_clear_error():
 
 
 def test_exhaustion_with_a_huge_range_and_few_names_is_instant():
-    _, action = plan_one([tap("v%d" % n) for n in range(100)], state_of(counters={"v%d": 10 ** 9 - 1}),
-                         name="v%d", max_id=10 ** 9)
+    _planner, action = plan_one([tap("v%d" % n) for n in range(100)], state_of(counters={"v%d": 10 ** 9 - 1}),
+                                name="v%d", max_id=10 ** 9)
     assert action.name == "v1000000000"
-    _, action = plan_one([tap("v%d" % n) for n in range(100)], state_of(counters={"v%d": 10 ** 9}),
-                         name="v%d", max_id=10 ** 9)
+    _planner, action = plan_one([tap("v%d" % n) for n in range(100)], state_of(counters={"v%d": 10 ** 9}),
+                                name="v%d", max_id=10 ** 9)
     assert action.name == "v100"
 
 
@@ -169,8 +170,8 @@ def test_batch_allocates_distinct_increasing_numbers():
 
 def test_batch_template_does_not_take_a_name_requested_literally():
     # a literal name in the same task is about to be created: the template must not plan it too
-    _, actions = plan([], state_of(counters={"vnet%d": 4}),
-                      devices=[{"name": "vnet%d"}, {"name": "vnet5"}])
+    _planner, actions = plan([], state_of(counters={"vnet%d": 4}),
+                             devices=[{"name": "vnet%d"}, {"name": "vnet5"}])
     names = [a.name for a in actions]
     assert [a.kind for a in actions] == ["create", "create"]
     assert len(set(names)) == 2, "two creates of the same name planned: %r" % names
@@ -207,7 +208,7 @@ def test_new_lease_creates_and_records():
 def test_leased_device_present_is_reconciled_without_change():
     state = state_of(counters={"vnet%d": 3}, leases={"k": lease_rec("vnet3", "vnet%d", 3)})
     device = tap("vnet3", lease="k", template="vnet%d")
-    _, action = plan_one([device], state, name="vnet%d", lease="k")
+    _planner, action = plan_one([device], state, name="vnet%d", lease="k")
     assert (action.kind, action.name, action.number, action.template) == ("reconcile", "vnet3", 3, "vnet%d")
     assert action.changes == {}
     assert action.changed is False
@@ -229,7 +230,7 @@ def test_leased_device_with_a_lost_alias_but_our_mark_is_reconciled():
     state = state_of(leases={"k": lease_rec("vnet3", "vnet%d", 3)})
     device = tap("vnet3", lease="k", template="vnet%d")
     device.alias = device.alias.replace('"template"', ' "template"')   # same JSON, other spelling
-    _, action = plan_one([device], state, name="vnet%d", lease="k")
+    _planner, action = plan_one([device], state, name="vnet%d", lease="k")
     assert action.kind == "reconcile"
     assert action.changes == {"alias": encode_mark("k", "vnet%d")}
 
@@ -245,7 +246,7 @@ def test_leased_device_gone_is_made_again_under_the_same_name():
 
 def test_leased_literal_device_gone_is_made_again():
     state = state_of(leases={"k": lease_rec("mytap")})
-    _, action = plan_one([], state, name="mytap", lease="k")
+    _planner, action = plan_one([], state, name="mytap", lease="k")
     assert (action.kind, action.name, action.number, action.template) == ("create", "mytap", None, None)
 
 
@@ -306,8 +307,8 @@ def test_incompatible_change_replaces_the_device(record, params, old_device):
 
 def test_replacement_allocates_past_the_old_name():
     state = state_of(counters={"vnet%d": 3}, leases={"k": lease_rec("vnet3", "vnet%d", 3)})
-    _, action = plan_one([tap("vnet3", lease="k", template="vnet%d")], state, name="vnet%d", lease="k",
-                         multi_queue=True)
+    _planner, action = plan_one([tap("vnet3", lease="k", template="vnet%d")], state, name="vnet%d", lease="k",
+                                multi_queue=True)
     assert action.name == "vnet4"
 
 
@@ -316,7 +317,7 @@ def test_replacing_a_device_in_use_needs_force():
     old = tap("vnet3", lease="k", template="vnet%d", in_use=True)
     message = refusal([old], state, name="vnet%d", lease="k", mode="tun")
     assert "device 'vnet3' is in use" in message and "force: true" in message
-    _, action = plan_one([old], state, name="vnet%d", lease="k", mode="tun", force=True)
+    _planner, action = plan_one([old], state, name="vnet%d", lease="k", mode="tun", force=True)
     assert action.replaces.device is old
 
 
@@ -331,7 +332,7 @@ def test_replacement_leaves_a_device_that_is_not_ours():
 def test_lease_moved_to_another_namespace_whose_old_namespace_is_gone(monkeypatch):
     monkeypatch.setattr(_plan, "netns_exists", lambda name: False)
     state = state_of(leases={"k": lease_rec("vnet3", "vnet%d", 3, netns="ntt-gone")})
-    _, action = plan_one([], state, name="vnet%d", lease="k", netns="ntt-here")
+    _planner, action = plan_one([], state, name="vnet%d", lease="k", netns="ntt-here")
     assert action.kind == "create"
     assert action.replaces == Removal("vnet3", "ntt-gone", None, "k", "vnet%d")
     # the old name is still leased while planning: the new one is not the same
@@ -364,15 +365,15 @@ def test_lease_in_another_existing_namespace_is_looked_up_there(monkeypatch):
     # the old device is in use there: moving the lease to this namespace needs force
     message = refusal([], state, name="vnet%d", lease="k", netns="ntt-new")
     assert "device 'vnet3' is in use" in message
-    _, action = plan_one([], state, name="vnet%d", lease="k", netns="ntt-new", force=True)
+    _planner, action = plan_one([], state, name="vnet%d", lease="k", netns="ntt-new", force=True)
     assert action.replaces == Removal("vnet3", "ntt-old", old, "k", "vnet%d")
     assert visited == ["ntt-old", "ntt-old"]
 
 
 def test_same_namespace_lease_does_not_enter_namespaces():
     state = state_of(leases={"k": lease_rec("vnet3", "vnet%d", 3, netns="ntt-here")})
-    _, action = plan_one([tap("vnet3", lease="k", template="vnet%d")], state, name="vnet%d", lease="k",
-                         netns="ntt-here")
+    _planner, action = plan_one([tap("vnet3", lease="k", template="vnet%d")], state, name="vnet%d", lease="k",
+                                netns="ntt-here")
     assert action.kind == "reconcile" and not action.changed
 
 
@@ -392,14 +393,14 @@ def test_record_lease_keeps_since_for_the_same_name():
 # -- literal names ------------------------------------------------------------------
 
 def test_literal_name_absent_is_created():
-    _, action = plan_one([], None, name="mytap", mode="tun")
+    _planner, action = plan_one([], None, name="mytap", mode="tun")
     assert (action.kind, action.name, action.number, action.template, action.lease_changed) == \
         ("create", "mytap", None, None, False)
     assert action.label() == "mytap"
 
 
 def test_literal_name_present_and_matching_is_reconciled():
-    _, action = plan_one([tap("mytap")], None, name="mytap")
+    _planner, action = plan_one([tap("mytap")], None, name="mytap")
     assert (action.kind, action.changes, action.changed) == ("reconcile", {}, False)
 
 
@@ -430,12 +431,12 @@ def test_literal_name_leased_to_another_is_refused():
 
 def test_literal_name_leased_in_another_namespace_is_free_here():
     state = state_of(leases={"theirs": lease_rec("mytap", netns="ntt-other")})
-    _, action = plan_one([], state, name="mytap")
+    _planner, action = plan_one([], state, name="mytap")
     assert (action.kind, action.name) == ("create", "mytap")
 
 
 def test_literal_name_with_a_new_lease_adopts_the_device():
-    _, action = plan_one([tap("mytap")], None, name="mytap", lease="k")
+    _planner, action = plan_one([tap("mytap")], None, name="mytap", lease="k")
     assert action.kind == "reconcile"
     assert action.changes == {"alias": encode_mark("k", None)}
     assert action.lease_changed is True
@@ -465,7 +466,7 @@ def test_literal_name_with_a_new_lease_adopts_the_device():
     (tap("t0", mq=True, in_use=True, owner=0), dict(owner="5", multi_queue=True), {"owner": 5}),
 ])
 def test_reconcile_changes(device, params, changes):
-    _, action = plan_one([device, link("br0", "bridge", index=77)], None, name="t0", **params)
+    _planner, action = plan_one([device, link("br0", "bridge", index=77)], None, name="t0", **params)
     assert action.kind == "reconcile"
     assert action.changes == changes
     assert action.changed is bool(changes)
@@ -479,7 +480,7 @@ def test_owner_group_change_of_a_held_single_queue_tap_is_refused(params):
 
 
 def test_held_tap_with_owner_unchanged_is_fine():
-    _, action = plan_one([tap("t0", in_use=True, owner=1000)], None, name="t0", owner="1000", mtu=1400)
+    _planner, action = plan_one([tap("t0", in_use=True, owner=1000)], None, name="t0", owner="1000", mtu=1400)
     assert action.changes == {"mtu": 1400}
 
 
@@ -503,11 +504,11 @@ def test_bridge_checks_name_the_item_in_batch_mode():
 
 
 def test_new_device_gets_the_bridge_index():
-    _, action = plan_one([link("br0", "bridge", index=42)], None, name="vnet%d", bridge="br0")
+    _planner, action = plan_one([link("br0", "bridge", index=42)], None, name="vnet%d", bridge="br0")
     assert action.master == 42
-    _, action = plan_one([], None, name="vnet%d", bridge="")
+    _planner, action = plan_one([], None, name="vnet%d", bridge="")
     assert action.master == 0
-    _, action = plan_one([], None, name="vnet%d")
+    _planner, action = plan_one([], None, name="vnet%d")
     assert action.master is None
 
 
@@ -515,24 +516,24 @@ def test_new_device_gets_the_bridge_index():
 
 @pytest.mark.parametrize("params", [dict(lease="nope"), dict(lease="nope", name="vnet%d")])
 def test_absent_unknown_lease_is_nothing_to_do(params):
-    _, action = plan_one([tap("vnet3", lease="nope", template="vnet%d")], None, state="absent", **params)
+    _planner, action = plan_one([tap("vnet3", lease="nope", template="vnet%d")], None, state="absent", **params)
     assert (action.kind, action.changed, action.lease) == ("absent", False, "nope")
     assert action.removal is None
 
 
 def test_absent_unknown_lease_with_a_literal_name_removes_that_name():
     device = tap("mytap")
-    _, action = plan_one([device], None, name="mytap", lease="nope", state="absent")
+    _planner, action = plan_one([device], None, name="mytap", lease="nope", state="absent")
     assert (action.kind, action.name) == ("delete", "mytap")
     assert action.removal.device is device
-    _, action = plan_one([], None, name="mytap", lease="nope", state="absent")
+    _planner, action = plan_one([], None, name="mytap", lease="nope", state="absent")
     assert (action.kind, action.changed) == ("absent", False)
 
 
 def test_absent_lease_deletes_its_device_and_releases():
     state = state_of(leases={"k": lease_rec("vnet3", "vnet%d", 3)})
     device = tap("vnet3", lease="k", template="vnet%d")
-    _, action = plan_one([device], state, lease="k", state="absent")
+    _planner, action = plan_one([device], state, lease="k", state="absent")
     assert (action.kind, action.name, action.number, action.template, action.changed) == \
         ("delete", "vnet3", 3, "vnet%d", True)
     assert action.removal == Removal("vnet3", None, device, "k", "vnet%d", release_name=True)
@@ -540,7 +541,7 @@ def test_absent_lease_deletes_its_device_and_releases():
 
 def test_absent_lease_whose_device_is_gone_is_released():
     state = state_of(leases={"k": lease_rec("vnet3", "vnet%d", 3)})
-    _, action = plan_one([], state, lease="k", state="absent")
+    _planner, action = plan_one([], state, lease="k", state="absent")
     assert (action.kind, action.changed) == ("release", True)
     assert action.removal == Removal("vnet3", None, None, "k", "vnet%d")
 
@@ -548,7 +549,7 @@ def test_absent_lease_whose_device_is_gone_is_released():
 def test_absent_lease_whose_namespace_is_gone_is_released(monkeypatch):
     monkeypatch.setattr(_plan, "netns_exists", lambda name: name != "ntt-gone")
     state = state_of(leases={"k": lease_rec("vnet3", "vnet%d", 3, netns="ntt-gone")})
-    _, action = plan_one([], state, lease="k", state="absent")
+    _planner, action = plan_one([], state, lease="k", state="absent")
     assert action.kind == "release"
     assert action.removal.netns == "ntt-gone" and action.removal.device is None
 
@@ -569,12 +570,12 @@ def test_absent_lease_in_use_needs_force(device, detail):
     message = refusal([device], state, lease="k", state="absent")
     assert "device 'vnet3' is in use (%s)" % detail in message
     assert "force: true" in message
-    _, action = plan_one([device], state, lease="k", state="absent", force=True)
+    _planner, action = plan_one([device], state, lease="k", state="absent", force=True)
     assert action.kind == "delete" and action.removal.device is device
 
 
 def test_absent_literal_nothing_there():
-    _, action = plan_one([], None, name="mytap", state="absent")
+    _planner, action = plan_one([], None, name="mytap", state="absent")
     assert (action.kind, action.changed) == ("absent", False)
 
 
@@ -583,7 +584,7 @@ def test_absent_literal_nothing_there():
     (tap("vnet5", template="vnet%d"), "vnet%d"),      # an unleased device made from a template
 ])
 def test_absent_literal_deletes_and_records_the_release(device, template):
-    _, action = plan_one([device], None, name=device.name, state="absent")
+    _planner, action = plan_one([device], None, name=device.name, state="absent")
     assert (action.kind, action.name, action.changed) == ("delete", device.name, True)
     assert action.removal == Removal(device.name, None, device, None, template, release_name=True)
 
@@ -597,7 +598,7 @@ def test_absent_literal_in_use_needs_force():
     device = tap("mytap", in_use=True)
     message = refusal([device], None, name="mytap", state="absent")
     assert "device 'mytap' is in use" in message and "force: true" in message
-    _, action = plan_one([device], None, name="mytap", state="absent", force=True)
+    _planner, action = plan_one([device], None, name="mytap", state="absent", force=True)
     assert action.kind == "delete"
 
 
@@ -618,7 +619,7 @@ def test_absent_literal_leased_to_another_with_a_non_matching_lease_is_refused()
 
 def test_absent_literal_leased_in_another_namespace_is_not_ours_to_refuse():
     state = state_of(leases={"theirs": lease_rec("mytap", netns="ntt-other")})
-    _, action = plan_one([tap("mytap")], state, name="mytap", state="absent")
+    _planner, action = plan_one([tap("mytap")], state, name="mytap", state="absent")
     assert action.kind == "delete"
 
 
@@ -634,7 +635,7 @@ def test_prune_removes_unnamed_leases_with_the_prefix_only():
     })
     present = [tap("vnet%d" % n, lease=lease, template="vnet%d")
                for n, lease in ((1, "guest:a"), (2, "guest:b"), (4, "other:d"), (5, "guestx"))]
-    _, actions = plan(present, state, devices=[{"name": "vnet%d", "lease": "guest:a"}], prune_prefix="guest:")
+    _planner, actions = plan(present, state, devices=[{"name": "vnet%d", "lease": "guest:a"}], prune_prefix="guest:")
     assert [(a.kind, a.spec is None, a.lease, a.name) for a in actions] == [
         ("reconcile", False, "guest:a", "vnet1"),
         ("delete", True, "guest:b", "vnet2"),
@@ -646,7 +647,7 @@ def test_prune_removes_unnamed_leases_with_the_prefix_only():
 
 def test_prune_keeps_leases_named_with_state_absent_to_their_own_action():
     state = state_of(leases={"g:a": lease_rec("vnet1", "vnet%d", 1)})
-    _, actions = plan([], state, devices=[{"lease": "g:a", "state": "absent"}], prune_prefix="g:")
+    _planner, actions = plan([], state, devices=[{"lease": "g:a", "state": "absent"}], prune_prefix="g:")
     assert [(a.kind, a.spec is not None) for a in actions] == [("release", True)]
 
 
@@ -659,5 +660,5 @@ def test_prune_refuses_a_device_in_use():
 
 def test_without_prune_prefix_nothing_is_pruned():
     state = state_of(leases={"g:b": lease_rec("vnet2", "vnet%d", 2)})
-    _, actions = plan([], state, devices=[])
+    _planner, actions = plan([], state, devices=[])
     assert actions == []

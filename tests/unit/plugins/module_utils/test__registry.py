@@ -456,7 +456,9 @@ def test_missing_file_beside_prev_is_recovered_without_moving(path):
 
 
 def test_two_corrupt_files_in_one_second_do_not_overwrite_each_other(path):
-    clock = lambda: STAMP_CLOCK  # noqa: E731
+    def clock():
+        return STAMP_CLOCK
+
     write(path, b"first")
     with Registry(path, clock=clock):
         pass
@@ -635,7 +637,7 @@ def test_a_second_run_waits_for_the_lock(path):
 
 
 def _increment(path, times):
-    for _ in range(times):
+    for _run in range(times):
         with Registry(path) as reg:
             counters = reg.state["counters"]
             counters["n%d"] = counters.get("n%d", -1) + 1
@@ -644,7 +646,7 @@ def _increment(path, times):
 
 def test_concurrent_read_modify_write_loses_nothing(path):
     ctx = multiprocessing.get_context("fork")
-    workers = [ctx.Process(target=_increment, args=(path, 25)) for _ in range(6)]
+    workers = [ctx.Process(target=_increment, args=(path, 25)) for _run in range(6)]
     for worker in workers:
         worker.start()
     for worker in workers:
