@@ -19,8 +19,10 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import traceback
 
 from ansible_collections.netdev.tuntap.plugins.module_utils import _tun
+from ansible_collections.netdev.tuntap.plugins.module_utils._allocator import RangeExhausted
 from ansible_collections.netdev.tuntap.plugins.module_utils._links import Links, LinkError
 from ansible_collections.netdev.tuntap.plugins.module_utils._marks import encode_mark
 from ansible_collections.netdev.tuntap.plugins.module_utils._names import (
@@ -41,9 +43,10 @@ class TapError(Exception):
     ``changed`` is true when a batch failed part way, after earlier items were applied.
     """
 
-    def __init__(self, message: str, changed: bool = False):
+    def __init__(self, message: str, changed: bool = False, detail: str | None = None):
         super().__init__(message)
         self.changed = changed
+        self.detail = detail  # a traceback, for an error nobody foresaw (shown with -vvv)
 
 
 def _has_net_admin() -> bool:
@@ -79,6 +82,12 @@ def run(params: dict, check_mode: bool = False, diff: bool = False) -> dict:
         # The registry's disk (full, read-only, I/O error) or a system call we did not expect to fail.
         where = " (%s)" % exc.filename if exc.filename else ""
         raise TapError("system error%s: %s" % (where, exc.strerror or exc))
+    except TapError:
+        raise
+    except Exception as exc:  # pylint: disable=broad-exception-caught
+        # A defect, not a user error: still a failed task with a message, never a bare traceback.
+        raise TapError("unexpected internal error (%s: %s); please report it with the task's arguments"
+                       % (type(exc).__name__, exc), detail=traceback.format_exc())
 
 
 @contextlib.contextmanager
@@ -99,7 +108,13 @@ def _run_task(task, check_mode: bool, diff: bool, netns_gone: bool) -> dict:
             warnings = list(registry.warnings)
             warnings += adopt_orphans(registry, present, task.netns)
             planner = Planner(task, registry.state, present, registry.clock)
-            actions = planner.plan()
+            try:
+                actions = planner.plan()
+            except PlanError:
+                if registry.recovered and not check_mode:
+                    # The bad file is already moved aside: keep what was rebuilt from it.
+                    registry.save()
+                raise
             warnings += planner.warnings
             if check_mode:
                 return _report(task, actions, present, warnings, diff, predicted=True)
@@ -127,8 +142,11 @@ def adopt_orphans(registry: Registry, present: dict, netns: str | None) -> list:
 
     def adopt(lease, name, template, number, device):
         # The planner trusts only devices marked with their lease; an unmarked device named in
-        # an interrupted run's intent is ours (killed before marking) and gets its mark now.
+        # an interrupted run's intent is ours (made by an older release that marked after
+        # TUNSETPERSIST) and gets its mark now.
         device.mark = {"lease": lease, "template": template}
+        if template is not None and number is not None:
+            registry.raise_counter(template, number)
         leases[lease] = {"name": name, "template": template, "id": number, "netns": netns,
                          "mode": device.tun.mode, "multi_queue": device.tun.multi_queue,
                          "since": registry.clock()}
@@ -193,6 +211,7 @@ class Applier:
         self.planner = planner
         self.executed = False
         self.executed_any = False
+        self.replaced_for = None  # the action whose old device was removed before it failed
         self.warnings: list = []
 
     def apply(self, actions: list) -> None:
@@ -213,22 +232,41 @@ class Applier:
                 self._execute(action)
                 self.executed_any = True
             except (LinkError, _tun.TunError, NetnsError, OSError) as exc:
-                failed = (action, exc)
+                failed = (action, exc, None)
+                break
+            except Exception as exc:  # pylint: disable=broad-exception-caught
+                # Whatever went wrong, what the earlier items did must reach the registry.
+                failed = (action, exc, traceback.format_exc())
                 break
         self.registry.state["intent"] = None
         self.planner.store_counters()
         self.registry.save()
         if failed:
-            action, exc = failed
+            action, exc, trace = failed
             detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            if trace is not None:
+                detail = "unexpected internal error (%s: %s)" % (type(exc).__name__, detail)
             done = "; the items before it were applied and recorded" if self.task.batch else ""
-            raise TapError("%s failed: %s. Nothing of this item was left behind%s"
-                           % (action.label(), detail, done), changed=self.executed_any)
+            raise TapError("%s failed: %s. %s%s" % (action.label(), detail, self._left_behind(action), done),
+                           changed=self.executed_any, detail=trace)
+
+    def _left_behind(self, action) -> str:
+        """What a failed action leaves, in words (the registry already records it)."""
+        if action.kind == "create":
+            if self.replaced_for is action:
+                return ("The device it replaces was removed and its lease released; no new device was "
+                        "left behind")
+            return "No device was left behind for it"
+        if action.kind == "reconcile":
+            return "The device is kept; some of its settings may already be changed: run the task again"
+        return "The device was not removed and its lease is kept"
 
     # -- one action ------------------------------------------------------
     def _execute(self, action) -> None:
         if action.replaces is not None:
             self._remove(action.replaces)
+            self.replaced_for = action
+            self.executed_any = True
         if action.kind == "create":
             self._create(action)
         elif action.kind == "reconcile":
@@ -244,26 +282,30 @@ class Applier:
         owner, group = spec.owner, spec.group
         if owner is None and group is None:
             owner = 0  # an ownerless tap can be attached by any local user: default to root
+        def configure(confirmed: str) -> None:
+            # Runs before TUNSETPERSIST: a device that survives always carries its mark.
+            self.links.configure(confirmed, socket.if_nametoindex(confirmed), mtu=spec.mtu,
+                                 mac_address=spec.mac_address, master=action.master, up=spec.up,
+                                 alias=encode_mark(action.lease, action.template))
+
         while True:
             try:
-                confirmed = _tun.create(action.name, flags, owner, group)
+                action.name = _tun.create(action.name, flags, owner, group, configure)
                 break
             except _tun.NameTaken:
                 if action.allocator is None:
                     raise
                 # Someone outside this registry made that name since our dump: take the next.
                 action.allocator.block(action.number)
-                action.number = action.allocator.take()
+                try:
+                    action.number = action.allocator.take()
+                except RangeExhausted:
+                    raise _tun.TunError("no free name left for template %r: the last free one, %r, was "
+                                        "taken by a device made outside this registry meanwhile"
+                                        % (action.template, action.name))
                 action.name = action.allocator.render(action.number)
-        action.name = confirmed
-        try:
-            index = socket.if_nametoindex(confirmed)
-            self.links.configure(confirmed, index, mtu=spec.mtu, mac_address=spec.mac_address,
-                                 master=action.master, up=spec.up,
-                                 alias=encode_mark(action.lease, action.template))
-        except (LinkError, OSError):
-            self.links.delete(confirmed, socket.if_nametoindex(confirmed))
-            raise
+        # In use again: its old release record no longer describes it.
+        self.registry.state["released"].pop(action.name, None)
         if action.lease is not None:
             self.planner.record_lease(action)
 
@@ -292,7 +334,7 @@ class Applier:
 
     def _forget(self, removal) -> None:
         if removal.release_name:
-            self.registry.release(removal.name, removal.template, removal.netns)
+            self.registry.release(removal.name, removal.template, removal.netns, self.task.reuse_delay)
         if removal.lease is not None:
             self.registry.state["leases"].pop(removal.lease, None)
 

@@ -40,7 +40,7 @@ class TunInfo:
     multi_queue: bool
     owner: int | None    # None: unset
     group: int | None
-    queues: int | None   # attached queues; the kernel reports it for multi_queue devices only
+    queues: int | None   # queues held by processes (enabled + disabled); multi_queue devices only
 
 
 @dataclass
@@ -78,7 +78,9 @@ def _tun_info(info_data) -> TunInfo:
         multi_queue=bool(attr("IFLA_TUN_MULTI_QUEUE")),
         owner=attr("IFLA_TUN_OWNER"),
         group=attr("IFLA_TUN_GROUP"),
-        queues=attr("IFLA_TUN_NUM_QUEUES"),
+        # A queue detached with TUNSETQUEUE is still held by its process: count it too.
+        queues=(attr("IFLA_TUN_NUM_QUEUES") or 0) + (attr("IFLA_TUN_NUM_DISABLED_QUEUES") or 0)
+        if attr("IFLA_TUN_MULTI_QUEUE") else None,
     )
 
 

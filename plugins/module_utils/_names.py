@@ -28,6 +28,8 @@ class InvalidName(ValueError):
 def _describe_byte(byte: int) -> str:
     if byte == 0x20:
         return "a space"
+    if byte == 0:
+        return "a NUL byte"
     if byte in _SPACE_BYTES:
         return "the whitespace byte 0x%02X" % byte
     return "'%s'" % chr(byte)

@@ -225,11 +225,11 @@ class Planner:
         bridge = self.present.get(spec.bridge)
         where = "netns %r" % self.task.netns if self.task.netns else "the host namespace"
         if bridge is None:
-            raise PlanError("%sbridge %r does not exist in %s; create the bridge first"
-                            % (spec.where, spec.bridge, where))
+            raise PlanError("%s: bridge %r does not exist in %s; create the bridge first"
+                            % (spec.label(), spec.bridge, where))
         if bridge.kind != "bridge":
-            raise PlanError("%sbridge %r is a %s device, not a Linux bridge"
-                            % (spec.where, spec.bridge, bridge.kind or "non-bridge"))
+            raise PlanError("%s: bridge %r is a %s device, not a Linux bridge"
+                            % (spec.label(), spec.bridge, bridge.kind or "non-bridge"))
         return bridge.index
 
     def _allocator(self, template: str) -> TemplateAllocator:
@@ -240,7 +240,10 @@ class Planner:
             blocked = set(existing)
             blocked.update(n for n in (matcher.number(rec["name"]) for rec in self.leases.values())
                            if n is not None)
-            blocked.update(n for n in map(matcher.number, self.state["released"]) if n is not None)
+            # Held back by this task's own reuse_delay; older records kept for other tasks do not count.
+            now = self.clock()
+            blocked.update(n for n in (matcher.number(name) for name, rec in self.state["released"].items()
+                                       if now - rec["at"] < self.task.reuse_delay) if n is not None)
             # A literal name another item of this task asks for is not free either.
             blocked.update(n for n in (matcher.number(spec.name) for spec in self.task.devices
                                        if spec.name is not None and spec.state == "present")

@@ -38,6 +38,19 @@ def _require(condition: bool, what: str) -> None:
         raise CorruptRegistry(what)
 
 
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _optional(value, kind: type) -> bool:
+    """None, or a value of ``kind`` (a bool is not an int here)."""
+    if value is None:
+        return True
+    if kind is int and isinstance(value, bool):
+        return False
+    return isinstance(value, kind)
+
+
 def parse_state(text: str) -> dict:
     """Parse and structurally check a registry document; raise CorruptRegistry if it is not one."""
     if not text.strip():
@@ -46,6 +59,8 @@ def parse_state(text: str) -> dict:
         data = json.loads(text)
     except ValueError as exc:
         raise CorruptRegistry("not valid JSON (%s)" % exc)
+    except RecursionError:
+        raise CorruptRegistry("not a registry: its JSON is nested too deeply")
     _require(isinstance(data, dict), "the top level is not an object")
     version = data.get("version")
     _require(isinstance(version, int) and not isinstance(version, bool), "it has no integer 'version'")
@@ -63,13 +78,18 @@ def parse_state(text: str) -> dict:
     for key, lease in leases.items():
         _require(isinstance(lease, dict) and isinstance(lease.get("name"), str),
                  "lease %r has no device name" % key)
+        _require(all(_optional(lease.get(field), str) for field in ("template", "netns", "mode"))
+                 and _optional(lease.get("id"), int) and _optional(lease.get("multi_queue"), bool),
+                 "lease %r has a field of the wrong type" % key)
     released = data.get("released")
     _require(isinstance(released, dict) and all(
-        isinstance(v, dict) and isinstance(v.get("at"), (int, float)) for v in released.values()),
+        isinstance(v, dict) and _is_number(v.get("at")) and _optional(v.get("hold"), int)
+        for v in released.values()),
         "'released' is not an object of name -> {at: time}")
     intent = data.get("intent")
-    _require(intent is None or (isinstance(intent, dict) and isinstance(intent.get("items"), list)),
-             "'intent' is neither null nor an object with 'items'")
+    _require(intent is None or (isinstance(intent, dict) and isinstance(intent.get("items"), list)
+                                and all(isinstance(item, dict) for item in intent["items"])),
+             "'intent' is neither null nor an object with a list of 'items'")
     return {"version": SCHEMA_VERSION, "counters": counters, "leases": leases,
             "released": released, "intent": intent}
 
@@ -126,6 +146,10 @@ class Registry:
             self._make_directory()
             self._lock()
         try:
+            if not self.check_mode:
+                # Again under the lock: a directory someone else made between the first check
+                # and our mkdir is trusted only if it passes too.
+                self._check_paths()
             self.state = self._load()
         except BaseException:
             self._unlock()
@@ -270,17 +294,25 @@ class Registry:
 
     # -- state helpers ---------------------------------------------------
     def drop_old_releases(self, reuse_delay: int) -> None:
-        horizon = self.clock() - reuse_delay
+        """Forget releases older than reuse_delay and older than the delay they were released with.
+
+        Which records block an allocation is the allocating task's own reuse_delay; a record is
+        kept as long as the task that released it asked, so one run with a short reuse_delay
+        does not end the hold for later runs with a longer one.
+        """
+        now = self.clock()
         released = self.state["released"]
-        for name in [n for n, rec in released.items() if rec["at"] <= horizon]:
+        for name in [n for n, rec in released.items()
+                     if now - rec["at"] >= max(reuse_delay, rec.get("hold") or 0)]:
             del released[name]
 
     def held_names(self) -> set[str]:
-        """Names released less than reuse_delay ago (call drop_old_releases first)."""
+        """Names with a release record (call drop_old_releases first)."""
         return set(self.state["released"])
 
-    def release(self, name: str, template: str | None, netns: str | None) -> None:
-        self.state["released"][name] = {"at": self.clock(), "template": template, "netns": netns}
+    def release(self, name: str, template: str | None, netns: str | None, hold: int = 0) -> None:
+        self.state["released"][name] = {"at": self.clock(), "template": template, "netns": netns,
+                                        "hold": hold}
 
     def raise_counter(self, template: str, number: int) -> None:
         counters = self.state["counters"]

@@ -46,7 +46,9 @@ TASK_OPTIONS = dict(
     registry=dict(type="path", default=DEFAULT_REGISTRY),
     max_id=dict(type="int", default=99999),
     reuse_delay=dict(type="int", default=3600),
-    devices=dict(type="list", elements="dict", options=DEVICE_OPTIONS),
+    # The items are checked by parse_device, not by AnsibleModule: its messages do not say which
+    # item is wrong, and a batch's failure must name the index (the suboptions are documented).
+    devices=dict(type="list", elements="dict"),
     prune_prefix=dict(type="str"),
 )
 
@@ -130,11 +132,11 @@ def resolve_user(value, where: str) -> int | None:
     if value is None:
         return None
     text = str(value)
-    if text.isdigit():
+    if text.isascii() and text.isdigit():
         return _int(text, where, 0, 2 ** 32 - 2)
     try:
         return pwd.getpwnam(text).pw_uid
-    except KeyError:
+    except (KeyError, ValueError, UnicodeError):  # ValueError: an embedded NUL
         raise SpecError("%s %r is not a user on this host; give a user name or a numeric uid" % (where, text))
 
 
@@ -142,11 +144,11 @@ def resolve_group(value, where: str) -> int | None:
     if value is None:
         return None
     text = str(value)
-    if text.isdigit():
+    if text.isascii() and text.isdigit():
         return _int(text, where, 0, 2 ** 32 - 2)
     try:
         return grp.getgrnam(text).gr_gid
-    except KeyError:
+    except (KeyError, ValueError, UnicodeError):  # ValueError: an embedded NUL
         raise SpecError("%s %r is not a group on this host; give a group name or a numeric gid" % (where, text))
 
 
@@ -284,7 +286,14 @@ def parse_task(params: dict) -> TaskSpec:
         for index, item in enumerate(devices):
             if not isinstance(item, dict):
                 raise SpecError("devices[%d] must be a dict of device options, got %r" % (index, item))
-            specs.append(parse_device(item, "devices[%d]." % index, max_id))
+            try:
+                specs.append(parse_device(item, "devices[%d]." % index, max_id))
+            except SpecError as exc:
+                lease = item.get("lease")
+                if lease is None:
+                    raise
+                # A role user knows the lease (guest and NIC), not the item's index.
+                raise SpecError("%s (the item with lease %r)" % (exc, str(lease)))
         _check_duplicates(specs)
         batch = True
     else:

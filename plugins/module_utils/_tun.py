@@ -8,6 +8,7 @@ kernel settled on back into the ifreq, and that is the name we must record.
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import fcntl
 import os
@@ -102,27 +103,36 @@ def _attach(fd: int, name: str, flags: int) -> str:
     return raw.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
 
 
+def _as_c_int(value: int) -> int:
+    """uid/gid as the C int fcntl.ioctl passes (it refuses values above 2**31-1; the kernel
+    reads the argument back as an unsigned id)."""
+    return ctypes.c_int(value & 0xFFFFFFFF).value
+
+
 def _set_owner_group(fd: int, name: str, owner: int | None, group: int | None) -> None:
     try:
         if owner is not None:
-            fcntl.ioctl(fd, TUNSETOWNER, owner)
+            fcntl.ioctl(fd, TUNSETOWNER, _as_c_int(owner))
         if group is not None:
-            fcntl.ioctl(fd, TUNSETGROUP, group)
+            fcntl.ioctl(fd, TUNSETGROUP, _as_c_int(group))
     except OSError as exc:
         raise TunError("setting owner/group of %r failed: %s" % (name, exc.strerror))
 
 
-def create(name: str, flags: int, owner: int | None, group: int | None) -> str:
+def create(name: str, flags: int, owner: int | None, group: int | None, configure=None) -> str:
     """Create a persistent device named exactly ``name``; return the name the kernel confirmed.
 
-    Fails with NameTaken if the name exists. Persistence is set last: if anything
-    before it fails, closing the descriptor makes the kernel destroy the device, so
-    nothing half-made is left behind.
+    Fails with NameTaken if the name exists. ``configure(name)``, when given, runs while
+    the device is still bound to our descriptor. Persistence is set last: if anything
+    before it fails, or the process is killed, closing the descriptor makes the kernel
+    destroy the device, so no device survives half-made or without its mark.
     """
     fd = _open_tun()
     try:
         confirmed = _attach(fd, name, flags | IFF_TUN_EXCL)
         _set_owner_group(fd, confirmed, owner, group)
+        if configure is not None:
+            configure(confirmed)
         try:
             fcntl.ioctl(fd, TUNSETPERSIST, 1)
         except OSError as exc:

@@ -413,7 +413,8 @@ def main():
     try:
         result = run(module.params, check_mode=module.check_mode, diff=module._diff)
     except TapError as exc:
-        module.fail_json(msg=str(exc), changed=exc.changed)
+        extra = {"exception": exc.detail} if exc.detail else {}
+        module.fail_json(msg=str(exc), changed=exc.changed, **extra)
     for warning in result.pop("warnings"):
         module.warn(warning)
     module.exit_json(**result)

@@ -121,12 +121,13 @@ def hold_tap():
             proc.wait()
 
     def hold(netns: str, name: str, mode: str = "tap", multi_queue: bool = False,
-             extra_flags: int = 0):
+             extra_flags: int = 0, detach: bool = False):
         flags = (h.IFF_TAP if mode == "tap" else h.IFF_TUN) | h.IFF_NO_PI | extra_flags
         if multi_queue:
             flags |= h.IFF_MULTI_QUEUE
         proc = subprocess.Popen(
-            ["ip", "netns", "exec", netns, h.PYTHON, "-c", h.HOLDER, name, str(flags)],
+            ["ip", "netns", "exec", netns, h.PYTHON, "-c", h.HOLDER, name, str(flags)]
+            + (["detach"] if detach else []),
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         started.append(proc)
         line = proc.stdout.readline()

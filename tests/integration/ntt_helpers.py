@@ -319,14 +319,20 @@ def api_subprocess(calls: list[dict], prefix: list[str] | None = None, timeout=1
 
 # --------------------------------------------------------------------------- processes
 
+TUNSETQUEUE = 0x400454D9
+IFF_DETACH_QUEUE = 0x0400
+
+# argv: NAME FLAGS [detach]; with "detach", the queue is detached (TUNSETQUEUE) but still held.
 HOLDER = textwrap.dedent("""
     import fcntl, os, struct, sys
     name, flags = sys.argv[1], int(sys.argv[2])
     fd = os.open("/dev/net/tun", os.O_RDWR)
     fcntl.ioctl(fd, %d, struct.pack("16sH22x", name.encode(), flags))
+    if sys.argv[3:] == ["detach"]:
+        fcntl.ioctl(fd, %d, struct.pack("16sH22x", b"", %d))
     print("ready", flush=True)
     sys.stdin.read()
-""") % TUNSETIFF
+""") % (TUNSETIFF, TUNSETQUEUE, IFF_DETACH_QUEUE)
 
 
 def wait_for(predicate, timeout=10.0, interval=0.05, what="condition"):

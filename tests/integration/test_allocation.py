@@ -153,6 +153,17 @@ def test_wraparound_reuses_after_reuse_delay(api, ns, registry):
         "a release record older than reuse_delay must be dropped once reused"
 
 
+def test_a_short_reuse_delay_does_not_end_the_hold_for_later_runs(api, ns, registry):
+    for _run in range(3):
+        api(name=T, max_id=2)
+    api(name="vmt1", state="absent", max_id=2)  # released with the default reuse_delay, 3600 s
+    api(name="other%d", reuse_delay=0)          # a run that would drop every record older than 0 s
+    assert "vmt1" in h.read_registry(registry)["released"]
+    message = api.fails(name=T, max_id=2)
+    assert T in message
+    assert h.tun_names(ns) == {"vmt0", "vmt2", "other0"}
+
+
 def test_exhaustion_fails_fast_with_a_clear_message(api, ns, registry):
     for _run in range(3):
         api(name=T, max_id=2)

@@ -49,6 +49,17 @@ def test_held_multi_queue_tap_blocks_absent(api, ns, hold_tap):
     assert made["name"] in h.links(ns)
 
 
+def test_multi_queue_tap_with_a_detached_queue_is_still_in_use(api, ns, hold_tap):
+    made = api(name=T, lease="mq", multi_queue=True)
+    hold_tap(ns, made["name"], multi_queue=True, detach=True)
+    info = h.tun_info(ns, made["name"])
+    assert info["numqueues"] == 0 and info["numdisabled"] == 1, info
+    assert api(name=T, lease="mq", multi_queue=True)["in_use"] is True
+    message = api.fails(lease="mq", state="absent")
+    assert made["name"] in message and IN_USE.search(message), message
+    assert made["name"] in h.links(ns)
+
+
 def test_owner_change_on_held_single_queue_tap_fails_saying_so(api, ns, hold_tap):
     made = api(name=T, lease="vm/0")
     name = made["name"]

@@ -498,9 +498,9 @@ def test_bridge_checks(present, netns, parts):
             assert part in message
 
 
-def test_bridge_checks_name_the_item_in_batch_mode():
-    message = refusal([], None, devices=[{"name": "a"}, {"name": "vnet%d", "bridge": "br9"}])
-    assert message.startswith("devices[1].bridge 'br9' does not exist")
+def test_bridge_checks_name_the_item_and_its_lease_in_batch_mode():
+    message = refusal([], None, devices=[{"name": "a"}, {"name": "vnet%d", "lease": "g:web1/0", "bridge": "br9"}])
+    assert message.startswith("devices[1] vnet%d (lease 'g:web1/0'): bridge 'br9' does not exist")
 
 
 def test_new_device_gets_the_bridge_index():

@@ -105,6 +105,16 @@ def test_parse_state_fills_a_missing_intent():
     ('{"version": 1, "counters": {}, "leases": {}, "released": {"v1": {"at": "now"}}}', "'released'"),
     ('{"version": 1, "counters": {}, "leases": {}, "released": {}, "intent": []}', "'intent'"),
     ('{"version": 1, "counters": {}, "leases": {}, "released": {}, "intent": {}}', "'intent'"),
+    ('{"version": 1, "counters": {}, "leases": {}, "released": {}, "intent": {"items": [1]}}', "'intent'"),
+    ('{"version": 1, "counters": {}, "leases": {"k": {"name": "v1", "id": "3"}}, "released": {}}',
+     "lease 'k' has a field of the wrong type"),
+    ('{"version": 1, "counters": {}, "leases": {"k": {"name": "v1", "netns": 7}}, "released": {}}',
+     "lease 'k' has a field of the wrong type"),
+    ('{"version": 1, "counters": {}, "leases": {"k": {"name": "v1", "multi_queue": "no"}}, "released": {}}',
+     "lease 'k' has a field of the wrong type"),
+    ('{"version": 1, "counters": {}, "leases": {}, "released": {"v1": {"at": true}}}', "'released'"),
+    ('{"version": 1, "counters": {}, "leases": {}, "released": {"v1": {"at": 1, "hold": "1h"}}}', "'released'"),
+    ("[" * 100000 + "]" * 100000, "nested too deeply"),
 ])
 def test_parse_state_refuses_what_is_not_a_registry(text, reason):
     with pytest.raises(CorruptRegistry) as exc:
@@ -565,14 +575,28 @@ def test_drop_old_releases(path, age, reuse_delay, kept):
         assert ("vnet2" in reg.held_names()) is (reuse_delay > 0)
 
 
-def test_release_records_time_template_and_netns(path):
+@pytest.mark.parametrize("age, hold, reuse_delay, kept", [
+    (100, 3600, 0, True),        # a task with reuse_delay 0 does not end another task's hold
+    (100, 3600, 60, True),
+    (3600, 3600, 0, False),      # the hold it was released with is over
+    (100, 60, 3600, True),       # a short hold does not shorten this task's own reuse_delay
+    (3600, 60, 3600, False),
+])
+def test_drop_old_releases_keeps_the_hold_a_release_was_made_with(path, age, hold, reuse_delay, kept):
+    with Registry(path, clock=FakeClock(10000.0)) as reg:
+        reg.state["released"]["vnet1"] = {"at": 10000.0 - age, "template": "vnet%d", "netns": None, "hold": hold}
+        reg.drop_old_releases(reuse_delay)
+        assert ("vnet1" in reg.held_names()) is kept
+
+
+def test_release_records_time_template_netns_and_hold(path):
     clock = FakeClock(500.0)
     with Registry(path, clock=clock) as reg:
-        reg.release("vnet4", "vnet%d", "ntt-x")
+        reg.release("vnet4", "vnet%d", "ntt-x", 3600)
         reg.release("tapfoo", None, None)
         assert reg.state["released"] == {
-            "vnet4": {"at": 500.0, "template": "vnet%d", "netns": "ntt-x"},
-            "tapfoo": {"at": 500.0, "template": None, "netns": None}}
+            "vnet4": {"at": 500.0, "template": "vnet%d", "netns": "ntt-x", "hold": 3600},
+            "tapfoo": {"at": 500.0, "template": None, "netns": None, "hold": 0}}
         assert reg.held_names() == {"vnet4", "tapfoo"}
         reg.save()
     with Registry(path, clock=FakeClock(500.0 + 3600)) as reg:
