@@ -14,6 +14,7 @@ import re
 
 from ansible.errors import AnsibleFilterError
 
+from ansible_collections.netdev.tuntap.plugins.module_utils._marks import MAX_MARK_BYTES, mark_bytes
 from ansible_collections.netdev.tuntap.plugins.module_utils._names import (
     InvalidName, is_template, validate_name, validate_template)
 
@@ -38,6 +39,9 @@ def _mac_octets(value):
 
 def _mac_problem(value):
     octets = _mac_octets(value)
+    if octets is None and _is_int(value):
+        # YAML 1.1 reads an unquoted 52:54:00:12:34:56 as a base-60 integer.
+        return "is not a MAC address; quote MAC addresses in YAML (\"52:54:00:12:34:56\")"
     if octets is None:
         return "is not a MAC address; write six hex octets such as 52:54:00:12:34:56"
     if octets[0] & 1:
@@ -194,9 +198,17 @@ def _guest_problems(index, guest, seen_guests, seen_names, template):
             seen_ids[key] = nic_index
         if isinstance(name, str) and name and "/" not in name:
             lease = lease_for(name, key)
+            own = nic.get("name")
+            nic_template = (own if is_template(own) else None) if isinstance(own, str) and own else template
             if len(lease) > MAX_LEASE_LENGTH:
                 problems.append("%s: its lease %r is longer than %d characters; use a shorter guest name or id"
                                 % (where, lease[:40] + "...", MAX_LEASE_LENGTH))
+            elif isinstance(nic_template, (str, type(None))) and mark_bytes(lease, nic_template) > MAX_MARK_BYTES:
+                # The device's alias carries lease and template (JSON-escaped) in at most 254 bytes.
+                problems.append("%s: its lease %r is too long to be carried in the device's alias with template "
+                                "%r (%d bytes, at most %d); use a shorter guest name or id"
+                                % (where, lease[:40] + "...", nic_template, mark_bytes(lease, nic_template),
+                                   MAX_MARK_BYTES))
         if state == "absent":
             # A guest being removed only needs its NICs' ids: its other settings no longer matter.
             continue
@@ -249,8 +261,6 @@ def _guest_problems(index, guest, seen_guests, seen_names, template):
 
 def guest_tap_problems(guests, template=DEFAULT_TEMPLATE):
     """Everything wrong with a guest list, one message per problem naming the guest and NIC."""
-    if guests is None:
-        return []
     if not isinstance(guests, list):
         return ["guest_taps_guests must be a list of guests, got %r" % (guests,)]
     problems = []

@@ -282,6 +282,7 @@ class Applier:
         owner, group = spec.owner, spec.group
         if owner is None and group is None:
             owner = 0  # an ownerless tap can be attached by any local user: default to root
+
         def configure(confirmed: str) -> None:
             # Runs before TUNSETPERSIST: a device that survives always carries its mark.
             self.links.configure(confirmed, socket.if_nametoindex(confirmed), mtu=spec.mtu,

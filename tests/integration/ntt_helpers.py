@@ -226,9 +226,13 @@ def stable_view(entry: dict) -> dict:
 
 # --------------------------------------------------------------------------- registry
 
-def read_registry(path) -> dict:
+def read_json(path):
     with open(path, encoding="utf-8") as handle:
         return json.load(handle)
+
+
+def read_registry(path) -> dict:
+    return read_json(path)
 
 
 def siblings(path) -> list[str]:
