@@ -63,8 +63,8 @@ def test_install_deps_installs_pyroute2_with_pip_then_provisions(ns, registry, b
         "guest_taps_netns": ns,
         "guest_taps_registry": str(registry),
         "guest_taps_pyroute2_pip_spec": PIP_SPEC,
-        "guest_taps_guests": [{"name": "g1", "nics": [{"id": "net0", "bridge": "br0",
-                                                        "mac": "52:54:00:00:00:01"}]}],
+        "guest_taps_guests": [
+            {"name": "g1", "nics": [{"id": "net0", "bridge": "br0", "mac": "52:54:00:00:00:01"}]}],
     }
 
     # Check mode first: nothing can be predicted without pyroute2, nothing is installed or made,
