@@ -1,6 +1,6 @@
 # Copyright (c) netdev.tuntap contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Netlink through pyroute2: list links, change link settings, delete links.
+"""Netlink: list links (through _rtnl), change link settings and delete links (through pyroute2).
 
 All calls talk to the namespace the thread was in when ``Links`` was made, so make
 it inside ``_netns.entered(...)``. One dump per run is read into ``LinkInfo``
@@ -9,18 +9,16 @@ records; everything else is one request per device.
 
 from __future__ import annotations
 
+import importlib.util
+import os
 from dataclasses import dataclass, field
 
 from ansible_collections.netdev.tuntap.plugins.module_utils._marks import decode_mark
+from ansible_collections.netdev.tuntap.plugins.module_utils._rtnl import dump_links
 
-PYROUTE2_IMPORT_ERROR = None
-try:
-    from pyroute2 import IPRoute
-    from pyroute2.netlink.exceptions import NetlinkError
-except ImportError as _exc:  # reported by the module with missing_required_lib
-    IPRoute = None
-    NetlinkError = OSError
-    PYROUTE2_IMPORT_ERROR = _exc
+# Importing pyroute2 costs 0.2 s, and a run that changes nothing never needs it: look for it
+# now (the module reports it missing with missing_required_lib), import it on the first change.
+PYROUTE2_IMPORT_ERROR = None if importlib.util.find_spec("pyroute2") else ImportError("No module named 'pyroute2'")
 
 MIN_PYROUTE2 = "0.7.2"
 
@@ -29,6 +27,12 @@ IFF_UP = 0x1
 
 class LinkError(Exception):
     """A netlink request failed (message is user-facing)."""
+
+
+def _netlink_error() -> type:
+    """pyroute2's NetlinkError (pyroute2 is imported by then: see Links._ipr)."""
+    from pyroute2.netlink.exceptions import NetlinkError  # pylint: disable=import-outside-toplevel
+    return NetlinkError
 
 
 @dataclass
@@ -68,56 +72,75 @@ class LinkInfo:
         return self.carrier
 
 
-def _tun_info(info_data) -> TunInfo:
-    attr = info_data.get_attr
+def tun_info(attrs: dict) -> TunInfo:
+    """A TunInfo from the IFLA_TUN_* attributes of one link (owner/group absent: unset)."""
+    multi_queue = bool(attrs.get("multi_queue"))
     return TunInfo(
-        mode="tun" if attr("IFLA_TUN_TYPE") == 1 else "tap",
-        packet_info=bool(attr("IFLA_TUN_PI")),
-        vnet_hdr=bool(attr("IFLA_TUN_VNET_HDR")),
-        persist=bool(attr("IFLA_TUN_PERSIST")),
-        multi_queue=bool(attr("IFLA_TUN_MULTI_QUEUE")),
-        owner=attr("IFLA_TUN_OWNER"),
-        group=attr("IFLA_TUN_GROUP"),
+        mode="tun" if attrs.get("type") == 1 else "tap",
+        packet_info=bool(attrs.get("pi")),
+        vnet_hdr=bool(attrs.get("vnet_hdr")),
+        persist=bool(attrs.get("persist")),
+        multi_queue=multi_queue,
+        owner=attrs.get("owner"),
+        group=attrs.get("group"),
         # A queue detached with TUNSETQUEUE is still held by its process: count it too.
-        queues=(attr("IFLA_TUN_NUM_QUEUES") or 0) + (attr("IFLA_TUN_NUM_DISABLED_QUEUES") or 0)
-        if attr("IFLA_TUN_MULTI_QUEUE") else None,
+        queues=(attrs.get("num_queues") or 0) + (attrs.get("num_disabled_queues") or 0) if multi_queue else None,
     )
 
 
-def _link_info(msg) -> LinkInfo:
-    attr = msg.get_attr
-    kind = None
+def link_info(raw: dict) -> LinkInfo:
+    """A LinkInfo from one link of _rtnl.dump_links()."""
     tun = None
-    linkinfo = attr("IFLA_LINKINFO")
-    if linkinfo is not None:
-        kind = linkinfo.get_attr("IFLA_INFO_KIND")
-        data = linkinfo.get_attr("IFLA_INFO_DATA")
-        if kind == "tun" and data is not None:
-            tun = _tun_info(data)
-    alias = attr("IFLA_IFALIAS")
+    if raw["kind"] == "tun" and raw["tun"] is not None:
+        tun = tun_info(raw["tun"])
     return LinkInfo(
-        name=attr("IFLA_IFNAME"),
-        index=msg["index"],
-        kind=kind,
-        mtu=attr("IFLA_MTU"),
-        mac_address=attr("IFLA_ADDRESS"),
-        master=attr("IFLA_MASTER") or None,
-        up=bool(msg["flags"] & IFF_UP),
-        carrier=bool(attr("IFLA_CARRIER")),
-        alias=alias,
+        name=raw["name"],
+        index=raw["index"],
+        kind=raw["kind"],
+        mtu=raw["mtu"],
+        mac_address=raw["address"],
+        master=raw["master"] or None,
+        up=bool(raw["flags"] & IFF_UP),
+        carrier=bool(raw["carrier"]),
+        alias=raw["alias"],
         tun=tun,
-        mark=decode_mark(alias),
+        mark=decode_mark(raw["alias"]),
     )
 
 
 class Links:
-    """A netlink session in the current namespace."""
+    """Netlink in the namespace the thread is in when this is made: reads through _rtnl,
+    changes through pyroute2 (opened on the first change, so a run that changes nothing
+    never starts it)."""
 
     def __init__(self):
-        self._ipr = IPRoute()
+        self._netns_fd = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        self._ipr_session = None
+
+    @property
+    def _ipr(self):
+        if self._ipr_session is None:
+            self._require_same_namespace()
+            try:
+                from pyroute2 import IPRoute  # pylint: disable=import-outside-toplevel
+            except ImportError as exc:
+                raise LinkError("pyroute2 cannot be imported (%s); the module needs pyroute2 >= %s"
+                                % (exc, MIN_PYROUTE2))
+            self._ipr_session = IPRoute()
+        return self._ipr_session
+
+    def _require_same_namespace(self) -> None:
+        # Sockets talk to the namespace they are made in: make them where this object was made.
+        here = os.stat("/proc/thread-self/ns/net")
+        mine = os.fstat(self._netns_fd)
+        if (here.st_dev, here.st_ino) != (mine.st_dev, mine.st_ino):
+            raise LinkError("internal error: netlink used outside the namespace it was opened for")
 
     def close(self) -> None:
-        self._ipr.close()
+        if self._ipr_session is not None:
+            self._ipr_session.close()
+            self._ipr_session = None
+        os.close(self._netns_fd)
 
     def __enter__(self) -> "Links":
         return self
@@ -127,19 +150,14 @@ class Links:
 
     def dump(self) -> dict[str, LinkInfo]:
         """Every link in the namespace, by name."""
+        self._require_same_namespace()
         try:
-            return {info.name: info for info in map(_link_info, self._ipr.get_links())}
-        except NetlinkError as exc:
-            raise LinkError("listing network links failed: %s" % exc)
+            return {info.name: info for info in map(link_info, dump_links())}
+        except OSError as exc:
+            raise LinkError("listing network links failed: %s" % (exc.strerror or exc))
 
     def get(self, name: str) -> LinkInfo | None:
-        try:
-            found = self._ipr.get_links(ifname=name)
-        except NetlinkError as exc:
-            if exc.code == 19:  # ENODEV
-                return None
-            raise LinkError("looking up %r failed: %s" % (name, exc))
-        return _link_info(found[0]) if found else None
+        return self.dump().get(name)
 
     def configure(self, name: str, index: int, mtu: int | None = None, mac_address: str | None = None,
                   master: int | None = None, up: bool | None = None, alias: str | None = None) -> None:
@@ -157,16 +175,18 @@ class Links:
             changes["state"] = "up" if up else "down"
         if not changes:
             return
+        ipr = self._ipr
         try:
-            self._ipr.link("set", index=index, **changes)
-        except NetlinkError as exc:
+            ipr.link("set", index=index, **changes)
+        except _netlink_error() as exc:
             shown = ", ".join("%s=%s" % (k, v) for k, v in sorted(changes.items()) if k != "ifalias")
             raise LinkError("the kernel refused to set %s on %r: %s" % (shown or "the alias", name, exc))
 
     def delete(self, name: str, index: int) -> None:
+        ipr = self._ipr
         try:
-            self._ipr.link("del", index=index)
-        except NetlinkError as exc:
+            ipr.link("del", index=index)
+        except _netlink_error() as exc:
             if exc.code == 19:  # already gone
                 return
             raise LinkError("deleting %r failed: %s" % (name, exc))

@@ -141,6 +141,9 @@ class Planner:
     def _plan_absent(self, spec) -> Action:
         if spec.lease is not None:
             record = self.leases.get(spec.lease)
+            if record is not None and spec.name is not None and spec.name != record["name"]:
+                raise PlanError("%s: lease %r holds %r, not %r; give the lease alone to remove its device, "
+                                "or the name alone" % (spec.label(), spec.lease, record["name"], spec.name))
             if record is not None:
                 return self._plan_release(spec, spec.lease, record, spec.force)
             if spec.name is None:

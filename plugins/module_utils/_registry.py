@@ -10,6 +10,7 @@ Layout beside ``registry.json`` (docs/registry.md has the schema):
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import errno
 import fcntl
@@ -150,6 +151,7 @@ class Registry:
                 # Again under the lock: a directory someone else made between the first check
                 # and our mkdir is trusted only if it passes too.
                 self._check_paths()
+                self._remove_stale_temporaries()
             self.state = self._load()
         except BaseException:
             self._unlock()
@@ -168,6 +170,17 @@ class Registry:
         st = _check_not_symlink_or_shared(self.path, "file")
         if st is not None and not stat.S_ISREG(st.st_mode):
             raise RegistryError("registry file %s is not a regular file" % self.path)
+
+    def _remove_stale_temporaries(self) -> None:
+        """Temporary files of runs killed mid-write (every write happens under the lock we hold)."""
+        base = os.path.basename(self.path)
+        prefixes = (base + ".tmp-", base + ".prev-")
+        with os.scandir(self.directory) as entries:
+            stale = [entry.path for entry in entries
+                     if entry.name.startswith(prefixes) and entry.is_file(follow_symlinks=False)]
+        for path in stale:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
 
     def _make_directory(self) -> None:
         missing = []

@@ -539,6 +539,15 @@ def test_absent_lease_deletes_its_device_and_releases():
     assert action.removal == Removal("vnet3", None, device, "k", "vnet%d", release_name=True)
 
 
+def test_absent_lease_with_another_literal_name_is_refused():
+    state = state_of(leases={"k": lease_rec("vnet3", "vnet%d", 3)})
+    present = [tap("vnet3", lease="k", template="vnet%d"), tap("mytap")]
+    message = refusal(present, state, lease="k", name="mytap", state="absent")
+    assert "lease 'k' holds 'vnet3', not 'mytap'" in message
+    _planner, action = plan_one(present, state, lease="k", name="vnet3", state="absent")
+    assert action.kind == "delete" and action.name == "vnet3"
+
+
 def test_absent_lease_whose_device_is_gone_is_released():
     state = state_of(leases={"k": lease_rec("vnet3", "vnet%d", 3)})
     _planner, action = plan_one([], state, lease="k", state="absent")

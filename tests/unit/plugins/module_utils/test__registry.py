@@ -526,6 +526,19 @@ def test_check_mode_in_an_existing_directory_leaves_it_alone(path, regdir):
     assert sorted(os.listdir(regdir)) == before == ["registry.json"]
 
 
+def test_temporaries_of_killed_runs_are_removed_under_the_lock(path, regdir):
+    write(path, dump_state(GOOD))
+    for leftover in ("registry.json.tmp-4242", "registry.json.prev-4242"):
+        write(str(regdir / leftover), b"half written")
+    write(str(regdir / "other.json.tmp-1"), b"not ours")
+    with Registry(path, check_mode=True):
+        pass
+    assert "registry.json.tmp-4242" in os.listdir(regdir), "check mode removes nothing"
+    with Registry(path) as reg:
+        assert reg.state == GOOD
+    assert sorted(os.listdir(regdir)) == ["other.json.tmp-1", "registry.json", "registry.json.lock"]
+
+
 @pytest.mark.parametrize("content, reason", BAD_FILES)
 def test_check_mode_moves_nothing_aside(path, regdir, content, reason):
     write(path + ".prev", dump_state(PREV))
