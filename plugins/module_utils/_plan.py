@@ -17,6 +17,7 @@ from ansible_collections.netdev.tuntap.plugins.module_utils._links import Links
 from ansible_collections.netdev.tuntap.plugins.module_utils._marks import encode_mark
 from ansible_collections.netdev.tuntap.plugins.module_utils._names import TemplateMatcher
 from ansible_collections.netdev.tuntap.plugins.module_utils._netns import entered, netns_exists
+from ansible_collections.netdev.tuntap.plugins.module_utils._registry import held_names
 
 
 class PlanError(Exception):
@@ -243,10 +244,8 @@ class Planner:
             blocked = set(existing)
             blocked.update(n for n in (matcher.number(rec["name"]) for rec in self.leases.values())
                            if n is not None)
-            # Held back by this task's own reuse_delay; older records kept for other tasks do not count.
-            now = self.clock()
-            blocked.update(n for n in (matcher.number(name) for name, rec in self.state["released"].items()
-                                       if now - rec["at"] < self.task.reuse_delay) if n is not None)
+            held = held_names(self.state, self.clock(), self.task.reuse_delay)
+            blocked.update(n for n in map(matcher.number, held) if n is not None)
             # A literal name another item of this task asks for is not free either.
             blocked.update(n for n in (matcher.number(spec.name) for spec in self.task.devices
                                        if spec.name is not None and spec.state == "present")

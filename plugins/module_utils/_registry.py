@@ -95,6 +95,14 @@ def parse_state(text: str) -> dict:
             "released": released, "intent": intent}
 
 
+def held_names(state: dict, now: float, reuse_delay: int) -> set[str]:
+    """Names released less than ``reuse_delay`` seconds before ``now``: not to be handed out.
+
+    Records kept longer for tasks with a longer delay (see Registry.drop_old_releases) do not count.
+    """
+    return {name for name, rec in state["released"].items() if now - rec["at"] < reuse_delay}
+
+
 def dump_state(state: dict) -> bytes:
     return (json.dumps(state, indent=1, sort_keys=True) + "\n").encode("utf-8")
 
@@ -318,10 +326,6 @@ class Registry:
         for name in [n for n, rec in released.items()
                      if now - rec["at"] >= max(reuse_delay, rec.get("hold") or 0)]:
             del released[name]
-
-    def held_names(self) -> set[str]:
-        """Names with a release record (call drop_old_releases first)."""
-        return set(self.state["released"])
 
     def release(self, name: str, template: str | None, netns: str | None, hold: int = 0) -> None:
         self.state["released"][name] = {"at": self.clock(), "template": template, "netns": netns,

@@ -15,7 +15,7 @@ import threading
 import pytest
 
 from ansible_collections.netdev.tuntap.plugins.module_utils._registry import (
-    SCHEMA_VERSION, CorruptRegistry, Registry, RegistryError, dump_state, empty_state, parse_state)
+    SCHEMA_VERSION, CorruptRegistry, Registry, RegistryError, dump_state, empty_state, held_names, parse_state)
 
 NOBODY = 65534
 STAMP_CLOCK = 1700000000.0          # 2023-11-14T22:13:20Z
@@ -584,8 +584,8 @@ def test_drop_old_releases(path, age, reuse_delay, kept):
         reg.state["released"]["vnet1"] = {"at": 10000.0 - age, "template": "vnet%d", "netns": None}
         reg.state["released"]["vnet2"] = {"at": 10000.0, "template": "vnet%d", "netns": None}
         reg.drop_old_releases(reuse_delay)
-        assert ("vnet1" in reg.held_names()) is kept
-        assert ("vnet2" in reg.held_names()) is (reuse_delay > 0)
+        assert ("vnet1" in reg.state["released"]) is kept
+        assert ("vnet2" in reg.state["released"]) is (reuse_delay > 0)
 
 
 @pytest.mark.parametrize("age, hold, reuse_delay, kept", [
@@ -599,7 +599,16 @@ def test_drop_old_releases_keeps_the_hold_a_release_was_made_with(path, age, hol
     with Registry(path, clock=FakeClock(10000.0)) as reg:
         reg.state["released"]["vnet1"] = {"at": 10000.0 - age, "template": "vnet%d", "netns": None, "hold": hold}
         reg.drop_old_releases(reuse_delay)
-        assert ("vnet1" in reg.held_names()) is kept
+        assert ("vnet1" in reg.state["released"]) is kept
+
+
+@pytest.mark.parametrize("age, reuse_delay, held", [
+    (0, 3600, True), (3599, 3600, True), (3600, 3600, False), (10, 0, False), (10, 60, True),
+])
+def test_held_names_follow_the_asking_task_s_reuse_delay(age, reuse_delay, held):
+    # the record's own hold (3600) keeps the record, but only the task's delay decides the skip
+    state = doc(released={"vnet1": {"at": 1000.0 - age, "template": "vnet%d", "netns": None, "hold": 3600}})
+    assert ("vnet1" in held_names(state, 1000.0, reuse_delay)) is held
 
 
 def test_release_records_time_template_netns_and_hold(path):
@@ -610,11 +619,11 @@ def test_release_records_time_template_netns_and_hold(path):
         assert reg.state["released"] == {
             "vnet4": {"at": 500.0, "template": "vnet%d", "netns": "ntt-x", "hold": 3600},
             "tapfoo": {"at": 500.0, "template": None, "netns": None, "hold": 0}}
-        assert reg.held_names() == {"vnet4", "tapfoo"}
+        assert held_names(reg.state, 500.0, 3600) == {"vnet4", "tapfoo"}
         reg.save()
     with Registry(path, clock=FakeClock(500.0 + 3600)) as reg:
         reg.drop_old_releases(3600)
-        assert reg.held_names() == set()
+        assert reg.state["released"] == {}
 
 
 @pytest.mark.parametrize("start, number, expected", [
