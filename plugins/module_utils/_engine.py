@@ -21,13 +21,13 @@ import os
 import socket
 import traceback
 
-from ansible_collections.netdev.tuntap.plugins.module_utils import _tun
+from ansible_collections.netdev.tuntap.plugins.module_utils._kernel import _tun
 from ansible_collections.netdev.tuntap.plugins.module_utils._allocator import RangeExhausted
-from ansible_collections.netdev.tuntap.plugins.module_utils._links import Links, LinkError
+from ansible_collections.netdev.tuntap.plugins.module_utils._kernel._links import Links, LinkError
 from ansible_collections.netdev.tuntap.plugins.module_utils._marks import encode_mark
 from ansible_collections.netdev.tuntap.plugins.module_utils._names import (
     InvalidName, TemplateMatcher, validate_template)
-from ansible_collections.netdev.tuntap.plugins.module_utils._netns import (
+from ansible_collections.netdev.tuntap.plugins.module_utils._kernel._netns import (
     NetnsError, entered, missing_netns_error, netns_exists)
 from ansible_collections.netdev.tuntap.plugins.module_utils._plan import Planner, PlanError
 from ansible_collections.netdev.tuntap.plugins.module_utils._registry import Registry, RegistryError

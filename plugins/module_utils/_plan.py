@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 
 from ansible_collections.netdev.tuntap.plugins.module_utils._allocator import (
     RangeExhausted, TemplateAllocator, first_counter)
-from ansible_collections.netdev.tuntap.plugins.module_utils._links import Links
+from ansible_collections.netdev.tuntap.plugins.module_utils._kernel._links import Links
 from ansible_collections.netdev.tuntap.plugins.module_utils._marks import encode_mark
 from ansible_collections.netdev.tuntap.plugins.module_utils._names import TemplateMatcher
-from ansible_collections.netdev.tuntap.plugins.module_utils._netns import entered, netns_exists
+from ansible_collections.netdev.tuntap.plugins.module_utils._kernel._netns import entered, netns_exists
 from ansible_collections.netdev.tuntap.plugins.module_utils._registry import held_names
 
 

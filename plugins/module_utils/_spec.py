@@ -11,17 +11,16 @@ from __future__ import annotations
 
 import grp
 import pwd
-import re
 from dataclasses import dataclass
 
 from ansible_collections.netdev.tuntap.plugins.module_utils._marks import MAX_MARK_BYTES, mark_bytes
 from ansible_collections.netdev.tuntap.plugins.module_utils._names import (
     InvalidName, is_template, validate_name, validate_template)
-from ansible_collections.netdev.tuntap.plugins.module_utils._netns import NetnsError, validate_netns_name
+from ansible_collections.netdev.tuntap.plugins.module_utils._kernel._netns import NetnsError, validate_netns_name
+from ansible_collections.netdev.tuntap.plugins.module_utils._values import (
+    MAX_LEASE_LENGTH, MTU_RANGE, lease_problem, mac_problem, normalize_mac)
 
 DEFAULT_REGISTRY = "/var/lib/netdev_tuntap/registry.json"
-MAX_LEASE_LENGTH = 200
-MTU_RANGE = (68, 65535)
 ID_LIMIT = 2 ** 31 - 1
 
 DEVICE_OPTIONS = dict(
@@ -54,8 +53,6 @@ TASK_OPTIONS = dict(
 
 ARGUMENT_SPEC = dict(TASK_OPTIONS, **DEVICE_OPTIONS)
 MUTUALLY_EXCLUSIVE = [["devices", opt] for opt in DEVICE_OPTIONS if DEVICE_OPTIONS[opt].get("default") is None]
-
-_MAC = re.compile(r"\A[0-9a-fA-F]{2}([:-])[0-9a-fA-F]{2}(\1[0-9a-fA-F]{2}){4}\Z")
 
 
 class SpecError(ValueError):
@@ -152,27 +149,21 @@ def resolve_group(value, where: str) -> int | None:
         raise SpecError("%s %r is not a group on this host; give a group name or a numeric gid" % (where, text))
 
 
-def normalize_mac(value, where: str) -> str:
-    text = str(value)
-    if not _MAC.match(text):
-        raise SpecError("%s %r is not a MAC address; write six hex octets such as 52:54:00:12:34:56"
-                        % (where, text))
-    octets = [int(part, 16) for part in re.split("[:-]", text)]
-    if octets[0] & 1:
-        raise SpecError("%s %r is a multicast address (lowest bit of the first octet set); a device "
-                        "needs a unicast address" % (where, text))
-    if not any(octets):
-        raise SpecError("%s %r is all zeros; a device needs a non-zero unicast address" % (where, text))
-    return ":".join("%02x" % octet for octet in octets)
+def _mac(value, where: str) -> str:
+    text = str(value) if not isinstance(value, int) or isinstance(value, bool) else value
+    why = mac_problem(text)
+    if why:
+        raise SpecError("%s %r %s" % (where, text, why))
+    return normalize_mac(text)
 
 
 def _lease(value, where: str) -> str | None:
     if value is None:
         return None
     text = str(value)
-    if not text or len(text) > MAX_LEASE_LENGTH or any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in text):
-        raise SpecError("%s %r is not a valid lease: use 1 to %d printable characters (e.g. 'web1/net0')"
-                        % (where, text, MAX_LEASE_LENGTH))
+    why = lease_problem(text)
+    if why:
+        raise SpecError("%s %r %s" % (where, text, why))
     return text
 
 
@@ -230,7 +221,7 @@ def parse_device(raw: dict, where: str, max_id: int) -> DeviceSpec:
         vnet_hdr=_bool(values["vnet_hdr"], where + "vnet_hdr"),
         packet_info=_bool(values["packet_info"], where + "packet_info"),
         mtu=None if values["mtu"] is None else _int(values["mtu"], where + "mtu", *MTU_RANGE),
-        mac_address=None if mac is None else normalize_mac(mac, where + "mac_address"),
+        mac_address=None if mac is None else _mac(mac, where + "mac_address"),
         bridge=None if bridge is None else str(bridge),
         up=_bool(values["up"], where + "up"),
         force=_bool(values["force"], where + "force"),

@@ -400,7 +400,7 @@ pruned:
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.netdev.tuntap.plugins.module_utils._engine import TapError, run
-from ansible_collections.netdev.tuntap.plugins.module_utils._links import PYROUTE2_IMPORT_ERROR
+from ansible_collections.netdev.tuntap.plugins.module_utils._kernel._links import PYROUTE2_IMPORT_ERROR
 from ansible_collections.netdev.tuntap.plugins.module_utils._spec import ARGUMENT_SPEC, MUTUALLY_EXCLUSIVE
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 
 import ntt_helpers as h
-from ansible_collections.netdev.tuntap.plugins.module_utils._links import Links
-from ansible_collections.netdev.tuntap.plugins.module_utils._netns import entered
+from ansible_collections.netdev.tuntap.plugins.module_utils._kernel._links import Links
+from ansible_collections.netdev.tuntap.plugins.module_utils._kernel._netns import entered
 
 pytestmark = [pytest.mark.integration, pytest.mark.root]
 

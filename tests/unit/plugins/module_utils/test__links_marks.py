@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.netdev.tuntap.plugins.module_utils._links import LinkInfo, TunInfo
+from ansible_collections.netdev.tuntap.plugins.module_utils._device import LinkInfo, TunInfo
 from ansible_collections.netdev.tuntap.plugins.module_utils._marks import ALIAS_PREFIX, decode_mark, encode_mark
 from ansible_collections.netdev.tuntap.plugins.module_utils._spec import MAX_LEASE_LENGTH, SpecError, parse_task
 

@@ -10,7 +10,7 @@ import copy
 import pytest
 
 from ansible_collections.netdev.tuntap.plugins.module_utils import _plan
-from ansible_collections.netdev.tuntap.plugins.module_utils._links import LinkInfo, TunInfo
+from ansible_collections.netdev.tuntap.plugins.module_utils._device import LinkInfo, TunInfo
 from ansible_collections.netdev.tuntap.plugins.module_utils._marks import decode_mark, encode_mark
 from ansible_collections.netdev.tuntap.plugins.module_utils._plan import Planner, PlanError, Removal
 from ansible_collections.netdev.tuntap.plugins.module_utils._registry import empty_state

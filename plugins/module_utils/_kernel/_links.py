@@ -11,18 +11,15 @@ from __future__ import annotations
 
 import importlib.util
 import os
-from dataclasses import dataclass, field
 
-from ansible_collections.netdev.tuntap.plugins.module_utils._marks import decode_mark
-from ansible_collections.netdev.tuntap.plugins.module_utils._rtnl import dump_links
+from ansible_collections.netdev.tuntap.plugins.module_utils._device import LinkInfo, link_info
+from ansible_collections.netdev.tuntap.plugins.module_utils._kernel._rtnl import dump_links
 
 # Importing pyroute2 costs 0.2 s, and a run that changes nothing never needs it: look for it
 # now (the module reports it missing with missing_required_lib), import it on the first change.
 PYROUTE2_IMPORT_ERROR = None if importlib.util.find_spec("pyroute2") else ImportError("No module named 'pyroute2'")
 
 MIN_PYROUTE2 = "0.7.2"
-
-IFF_UP = 0x1
 
 
 class LinkError(Exception):
@@ -33,79 +30,6 @@ def _netlink_error() -> type:
     """pyroute2's NetlinkError (pyroute2 is imported by then: see Links._ipr)."""
     from pyroute2.netlink.exceptions import NetlinkError  # pylint: disable=import-outside-toplevel
     return NetlinkError
-
-
-@dataclass
-class TunInfo:
-    mode: str            # "tap" or "tun"
-    packet_info: bool
-    vnet_hdr: bool
-    persist: bool
-    multi_queue: bool
-    owner: int | None    # None: unset
-    group: int | None
-    queues: int | None   # queues held by processes (enabled + disabled); multi_queue devices only
-
-
-@dataclass
-class LinkInfo:
-    name: str
-    index: int
-    kind: str | None
-    mtu: int
-    mac_address: str | None
-    master: int | None
-    up: bool
-    carrier: bool
-    alias: str | None
-    tun: TunInfo | None = None
-    mark: dict | None = field(default=None)  # our lease/template marker, parsed from the alias
-
-    @property
-    def in_use(self) -> bool:
-        """A process (QEMU, libvirt) holds the device."""
-        if self.tun is None:
-            return False
-        if self.tun.multi_queue:
-            return bool(self.tun.queues)
-        # A single-queue tap has carrier exactly while a file descriptor is attached.
-        return self.carrier
-
-
-def tun_info(attrs: dict) -> TunInfo:
-    """A TunInfo from the IFLA_TUN_* attributes of one link (owner/group absent: unset)."""
-    multi_queue = bool(attrs.get("multi_queue"))
-    return TunInfo(
-        mode="tun" if attrs.get("type") == 1 else "tap",
-        packet_info=bool(attrs.get("pi")),
-        vnet_hdr=bool(attrs.get("vnet_hdr")),
-        persist=bool(attrs.get("persist")),
-        multi_queue=multi_queue,
-        owner=attrs.get("owner"),
-        group=attrs.get("group"),
-        # A queue detached with TUNSETQUEUE is still held by its process: count it too.
-        queues=(attrs.get("num_queues") or 0) + (attrs.get("num_disabled_queues") or 0) if multi_queue else None,
-    )
-
-
-def link_info(raw: dict) -> LinkInfo:
-    """A LinkInfo from one link of _rtnl.dump_links()."""
-    tun = None
-    if raw["kind"] == "tun" and raw["tun"] is not None:
-        tun = tun_info(raw["tun"])
-    return LinkInfo(
-        name=raw["name"],
-        index=raw["index"],
-        kind=raw["kind"],
-        mtu=raw["mtu"],
-        mac_address=raw["address"],
-        master=raw["master"] or None,
-        up=bool(raw["flags"] & IFF_UP),
-        carrier=bool(raw["carrier"]),
-        alias=raw["alias"],
-        tun=tun,
-        mark=decode_mark(raw["alias"]),
-    )
 
 
 class Links:

@@ -8,8 +8,8 @@ import struct
 
 import pytest
 
-from ansible_collections.netdev.tuntap.plugins.module_utils import _rtnl
-from ansible_collections.netdev.tuntap.plugins.module_utils._links import link_info
+from ansible_collections.netdev.tuntap.plugins.module_utils._kernel import _rtnl
+from ansible_collections.netdev.tuntap.plugins.module_utils._device import link_info
 
 
 def attr(kind: int, payload: bytes, nested: bool = False) -> bytes:

@@ -1,0 +1,88 @@
+# Copyright (c) netdev.tuntap contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""What a network device is, as the rest of the module sees it: plain facts, no system calls.
+
+The kernel layer fills these from an rtnetlink dump; the planner, the ledger's adoption and
+the results read them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ansible_collections.netdev.tuntap.plugins.module_utils._marks import decode_mark
+
+IFF_UP = 0x1
+
+
+@dataclass
+class TunInfo:
+    mode: str            # "tap" or "tun"
+    packet_info: bool
+    vnet_hdr: bool
+    persist: bool
+    multi_queue: bool
+    owner: int | None    # None: unset
+    group: int | None
+    queues: int | None   # queues held by processes (enabled + disabled); multi_queue devices only
+
+
+@dataclass
+class LinkInfo:
+    name: str
+    index: int
+    kind: str | None
+    mtu: int
+    mac_address: str | None
+    master: int | None
+    up: bool
+    carrier: bool
+    alias: str | None
+    tun: TunInfo | None = None
+    mark: dict | None = field(default=None)  # our lease/template marker, parsed from the alias
+
+    @property
+    def in_use(self) -> bool:
+        """A process (QEMU, libvirt) holds the device."""
+        if self.tun is None:
+            return False
+        if self.tun.multi_queue:
+            return bool(self.tun.queues)
+        # A single-queue tap has carrier exactly while a file descriptor is attached.
+        return self.carrier
+
+
+def tun_info(attrs: dict) -> TunInfo:
+    """A TunInfo from the IFLA_TUN_* attributes of one link (owner/group absent: unset)."""
+    multi_queue = bool(attrs.get("multi_queue"))
+    return TunInfo(
+        mode="tun" if attrs.get("type") == 1 else "tap",
+        packet_info=bool(attrs.get("pi")),
+        vnet_hdr=bool(attrs.get("vnet_hdr")),
+        persist=bool(attrs.get("persist")),
+        multi_queue=multi_queue,
+        owner=attrs.get("owner"),
+        group=attrs.get("group"),
+        # A queue detached with TUNSETQUEUE is still held by its process: count it too.
+        queues=(attrs.get("num_queues") or 0) + (attrs.get("num_disabled_queues") or 0) if multi_queue else None,
+    )
+
+
+def link_info(raw: dict) -> LinkInfo:
+    """A LinkInfo from one link of _rtnl.dump_links()."""
+    tun = None
+    if raw["kind"] == "tun" and raw["tun"] is not None:
+        tun = tun_info(raw["tun"])
+    return LinkInfo(
+        name=raw["name"],
+        index=raw["index"],
+        kind=raw["kind"],
+        mtu=raw["mtu"],
+        mac_address=raw["address"],
+        master=raw["master"] or None,
+        up=bool(raw["flags"] & IFF_UP),
+        carrier=bool(raw["carrier"]),
+        alias=raw["alias"],
+        tun=tun,
+        mark=decode_mark(raw["alias"]),
+    )
