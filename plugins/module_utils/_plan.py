@@ -1,69 +1,37 @@
 # Copyright (c) netdev.tuntap contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Deciding what each requested device needs, without changing anything.
+"""Deciding what each requested device needs: (task, ledger, world) -> actions.
 
-The Planner compares each DeviceSpec with the registry and the devices present and
-returns one Action per item (plus one per pruned lease). Numbers for templates are
-allocated here, in memory, so check mode can report the names a real run would use.
+Imports nothing that touches the system. Numbers for templates are allocated here, in
+memory, so check mode reports the names a real run would use. Each item's effect is
+recorded on a scratch copy of the ledger, and the devices it deletes are struck from
+the snapshot, so a later item of the same batch sees what the earlier ones leave (a
+released literal name, a deleted device).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
+from ansible_collections.netdev.tuntap.plugins.module_utils._actions import Action, Kind, Removal
 from ansible_collections.netdev.tuntap.plugins.module_utils._allocator import (
     RangeExhausted, TemplateAllocator, first_counter)
-from ansible_collections.netdev.tuntap.plugins.module_utils._kernel._links import Links
 from ansible_collections.netdev.tuntap.plugins.module_utils._marks import encode_mark
 from ansible_collections.netdev.tuntap.plugins.module_utils._names import TemplateMatcher
-from ansible_collections.netdev.tuntap.plugins.module_utils._kernel._netns import entered, netns_exists
-from ansible_collections.netdev.tuntap.plugins.module_utils._registry import held_names
 
 
 class PlanError(Exception):
     """A request that cannot be carried out as asked (message is user-facing)."""
 
 
-@dataclass
-class Removal:
-    """A device to delete (device None: already gone) and the lease/name to release."""
-    name: str
-    netns: str | None
-    device: object | None
-    lease: str | None
-    template: str | None
-    release_name: bool = True
+def lease_namespaces(task, ledger) -> set:
+    """The namespaces of the recorded leases this task may act on, besides its own."""
+    keys = {spec.lease for spec in task.devices if spec.lease}
+    for _origin, prefix in task.prefixes():
+        keys.update(ledger.leases_under(prefix))
+    records = (ledger.lease(key) for key in keys)
+    return {record.get("netns") for record in records if record is not None} - {task.netns}
 
 
-@dataclass
-class Action:
-    spec: object | None          # None for a lease removed by prune_prefix
-    kind: str                    # create, reconcile, delete, release, absent
-    name: str | None
-    number: int | None = None
-    template: str | None = None
-    lease: str | None = None
-    device: object | None = None  # the device as found before the run
-    changes: dict = field(default_factory=dict)
-    master: int | None = None     # bridge ifindex for a new device
-    allocator: TemplateAllocator | None = None
-    replaces: Removal | None = None
-    removal: Removal | None = None
-    lease_changed: bool = False
-
-    @property
-    def changed(self) -> bool:
-        if self.kind in ("create", "delete", "release"):
-            return True
-        return bool(self.changes) or self.replaces is not None or self.lease_changed
-
-    def label(self) -> str:
-        if self.spec is not None:
-            return self.spec.label()
-        return "pruning lease %r" % self.removal.lease
-
-
-def _describe(device) -> str:
+def describe(device) -> str:
     if device.tun is None:
         return "a %s device" % (device.kind or "non-tun/tap")
     owner = device.mark["lease"] if device.mark and device.mark["lease"] else None
@@ -77,14 +45,16 @@ def _in_use_detail(device) -> str:
     return "a process has it open"
 
 
+def _where(netns) -> str:
+    return "netns %r" % netns if netns else "the host namespace"
+
+
 class Planner:
-    def __init__(self, task, state: dict, present: dict, clock):
+    def __init__(self, task, ledger, world):
         self.task = task
-        self.clock = clock
-        self.state = state
-        self.present = present
-        self.leases = state["leases"]
-        self.held = {(rec.get("netns"), rec["name"]): key for key, rec in self.leases.items()}
+        self.ledger = ledger.copy()   # scratch: what the earlier items leave for the later ones
+        self.world = world
+        self.gone: set = set()        # (netns, name) of devices an earlier item deletes
         self.allocators: dict = {}
         self.warnings: list = []
 
@@ -92,25 +62,39 @@ class Planner:
     def plan(self) -> list:
         actions = []
         for spec in self.task.devices:
-            if spec.state == "present":
-                actions.append(self._plan_present(spec))
-            else:
-                actions.append(self._plan_absent(spec))
-        prefix = self.task.prune_prefix
-        if prefix is not None:
-            named = {spec.lease for spec in self.task.devices if spec.lease}
-            for lease in sorted(self.leases):
-                if lease.startswith(prefix) and lease not in named:
-                    actions.append(self._plan_release(None, lease, self.leases[lease], force=False))
+            action = self._plan_present(spec) if spec.state == "present" else self._plan_absent(spec)
+            self._record(action)
+            actions.append(action)
+        named = {spec.lease for spec in self.task.devices if spec.lease}
+        for origin, prefix in self.task.prefixes():
+            for lease in self.ledger.leases_under(prefix):
+                if origin == "pruning" and lease in named:
+                    continue
+                label = "%s lease %r" % (origin, lease)
+                action = self._plan_release(None, label, lease, self.ledger.lease(lease), force=False)
+                action.origin = origin
+                self._record(action)
+                actions.append(action)
         return actions
 
+    def _record(self, action: Action) -> None:
+        for removal in (action.replaces, action.removal):
+            if removal is not None and removal.device is not None:
+                self.gone.add((removal.netns, removal.name))
+        self.ledger.record(action, self.task.reuse_delay)
+
+    def _device(self, netns, name: str):
+        if (netns, name) in self.gone:
+            return None
+        return self.world.device(netns, name)
+
     def _plan_present(self, spec) -> Action:
-        record = self.leases.get(spec.lease) if spec.lease else None
+        record = self.ledger.lease(spec.lease) if spec.lease else None
         if record is None:
             return self._new(spec) if spec.template else self._plan_literal(spec)
         if not self._compatible(spec, record):
-            return self._new(spec, replaces=self._removal_of(spec, spec.lease, record, spec.force))
-        device = self.present.get(record["name"])
+            return self._new(spec, replaces=self._removal_of(spec.label(), spec.lease, record, spec.force))
+        device = self._device(self.task.netns, record["name"])
         if device is None:  # gone (e.g. a reboot): make it again under the same name
             return self._new(spec, name=record["name"], number=record.get("id"))
         if (device.tun is not None and device.tun.mode == spec.mode
@@ -118,19 +102,19 @@ class Planner:
             return self._reconcile(spec, device, record.get("template"), record.get("id"))
         if spec.template is None:
             raise PlanError("%s: the name %r is now held by %s; remove that device or use another name"
-                            % (spec.label(), device.name, _describe(device)))
+                            % (spec.label(), device.name, describe(device)))
         action = self._new(spec, replaces=Removal(record["name"], record.get("netns"), None, spec.lease,
                                                   record.get("template"), release_name=False))
         self.warnings.append("lease %r: its device name %r is now held by %s, so the lease was moved to the "
-                             "fresh name %r" % (spec.lease, device.name, _describe(device), action.name))
+                             "fresh name %r" % (spec.lease, device.name, describe(device), action.name))
         return action
 
     def _plan_literal(self, spec) -> Action:
-        holder = self.held.get((self.task.netns, spec.name))
+        holder = self.ledger.holder(self.task.netns, spec.name)
         if holder is not None and holder != spec.lease:
             raise PlanError("%s: the name %r is leased to %r in this registry; give lease: %r to manage it, "
                             "or release that lease first" % (spec.label(), spec.name, holder, holder))
-        device = self.present.get(spec.name)
+        device = self._device(self.task.netns, spec.name)
         if device is None:
             return self._new(spec)
         problem = self._kind_difference(spec, device)
@@ -141,57 +125,52 @@ class Planner:
 
     def _plan_absent(self, spec) -> Action:
         if spec.lease is not None:
-            record = self.leases.get(spec.lease)
+            record = self.ledger.lease(spec.lease)
             if record is not None and spec.name is not None and spec.name != record["name"]:
                 raise PlanError("%s: lease %r holds %r, not %r; give the lease alone to remove its device, "
                                 "or the name alone" % (spec.label(), spec.lease, record["name"], spec.name))
             if record is not None:
-                return self._plan_release(spec, spec.lease, record, spec.force)
+                return self._plan_release(spec, spec.label(), spec.lease, record, spec.force)
             if spec.name is None:
-                return Action(spec, "absent", spec.template, lease=spec.lease)
+                return Action(spec, Kind.ABSENT, spec.template, netns=self.task.netns, lease=spec.lease)
             # An unknown lease with a literal name: remove that name, unless another lease holds it.
-        holder = self.held.get((self.task.netns, spec.name))
+        holder = self.ledger.holder(self.task.netns, spec.name)
         if holder is not None and holder != spec.lease:
             raise PlanError("%s: the device %r is leased to %r; remove it by giving lease: %r with state: "
                             "absent" % (spec.label(), spec.name, holder, holder))
-        device = self.present.get(spec.name)
+        device = self._device(self.task.netns, spec.name)
         if device is None:
-            return Action(spec, "absent", spec.name)
+            return Action(spec, Kind.ABSENT, spec.name, netns=self.task.netns)
         if device.tun is None:
             raise PlanError("%s: %r is %s, not a tun/tap device; refusing to delete it"
-                            % (spec.label(), spec.name, _describe(device)))
+                            % (spec.label(), spec.name, describe(device)))
         self._check_not_in_use(spec.label(), device, spec.force)
         template = device.mark["template"] if device.mark else None
         removal = Removal(spec.name, self.task.netns, device, None, template)
-        return Action(spec, "delete", spec.name, device=device, removal=removal)
+        return Action(spec, Kind.DELETE, spec.name, netns=self.task.netns, device=device, removal=removal)
 
-    def _plan_release(self, spec, lease: str, record: dict, force: bool) -> Action:
-        removal = self._removal_of(spec, lease, record, force)
-        kind = "delete" if removal.device is not None else "release"
-        return Action(spec, kind, record["name"], number=record.get("id"), template=record.get("template"),
-                      lease=lease, device=removal.device, removal=removal)
+    def _plan_release(self, spec, label: str, lease: str, record: dict, force: bool) -> Action:
+        removal = self._removal_of(label, lease, record, force)
+        kind = Kind.DELETE if removal.device is not None else Kind.RELEASE
+        return Action(spec, kind, record["name"], netns=removal.netns, number=record.get("id"),
+                      template=record.get("template"), lease=lease, device=removal.device, removal=removal)
 
     # -- building blocks ---------------------------------------------------
-    def _removal_of(self, spec, lease: str, record: dict, force: bool) -> Removal:
+    def _removal_of(self, label: str, lease: str, record: dict, force: bool) -> Removal:
         """The leased device, wherever it lives, ready to be deleted (in-use rule checked)."""
         netns = record.get("netns")
-        label = spec.label() if spec is not None else "pruning lease %r" % lease
-        if netns == self.task.netns:
-            device = self.present.get(record["name"])
-        elif netns is not None and not netns_exists(netns):
-            device = None  # its namespace is gone, and the device with it
-        else:
-            with entered(netns), Links() as links:
-                device = links.get(record["name"])
+        # A namespace that is gone took its devices with it.
+        device = self._device(netns, record["name"]) if self.world.exists(netns) else None
         if device is not None and (device.tun is None or not self._ours(device, lease)):
             self.warnings.append("lease %r: %r is now %s, not the leased device; it was left alone"
-                                 % (lease, record["name"], _describe(device)))
+                                 % (lease, record["name"], describe(device)))
             device = None
         if device is not None:
             self._check_not_in_use(label, device, force)
         return Removal(record["name"], netns, device, lease, record.get("template"))
 
-    def _check_not_in_use(self, label: str, device, force: bool) -> None:
+    @staticmethod
+    def _check_not_in_use(label: str, device, force: bool) -> None:
         if device.in_use and not force:
             raise PlanError("%s: device %r is in use (%s); stop the process holding it, or set force: true "
                             "to delete it anyway" % (label, device.name, _in_use_detail(device)))
@@ -213,7 +192,7 @@ class Planner:
     @staticmethod
     def _kind_difference(spec, device) -> str | None:
         if device.tun is None:
-            return "is %s, not a tun/tap device" % _describe(device)
+            return "is %s, not a tun/tap device" % describe(device)
         if device.tun.mode != spec.mode:
             return "is a %s device, but mode %r was requested" % (device.tun.mode, spec.mode)
         if device.tun.multi_queue != spec.multi_queue:
@@ -226,11 +205,10 @@ class Planner:
             return None
         if spec.bridge == "":
             return 0
-        bridge = self.present.get(spec.bridge)
-        where = "netns %r" % self.task.netns if self.task.netns else "the host namespace"
+        bridge = self._device(self.task.netns, spec.bridge)
         if bridge is None:
             raise PlanError("%s: bridge %r does not exist in %s; create the bridge first"
-                            % (spec.label(), spec.bridge, where))
+                            % (spec.label(), spec.bridge, _where(self.task.netns)))
         if bridge.kind != "bridge":
             raise PlanError("%s: bridge %r is a %s device, not a Linux bridge"
                             % (spec.label(), spec.bridge, bridge.kind or "non-bridge"))
@@ -240,17 +218,18 @@ class Planner:
         allocator = self.allocators.get(template)
         if allocator is None:
             matcher = TemplateMatcher(template, self.task.max_id)
-            existing = {n for n in map(matcher.number, self.present) if n is not None}
+            present = self.world.devices(self.task.netns)
+            existing = {n for n in map(matcher.number, present) if n is not None}
             blocked = set(existing)
-            blocked.update(n for n in (matcher.number(rec["name"]) for rec in self.leases.values())
+            blocked.update(n for n in (matcher.number(rec["name"]) for rec in self.ledger.leases.values())
                            if n is not None)
-            held = held_names(self.state, self.clock(), self.task.reuse_delay)
+            held = self.ledger.held_names(self.task.reuse_delay)
             blocked.update(n for n in map(matcher.number, held) if n is not None)
             # A literal name another item of this task asks for is not free either.
             blocked.update(n for n in (matcher.number(spec.name) for spec in self.task.devices
                                        if spec.name is not None and spec.state == "present")
                            if n is not None)
-            last = self.state["counters"].get(template)
+            last = self.ledger.counter(template)
             if last is None:
                 last = first_counter(existing)
             allocator = TemplateAllocator(template, self.task.max_id, last, blocked)
@@ -273,8 +252,8 @@ class Planner:
             name = allocator.render(number)
         elif name is None:
             name = spec.name
-        return Action(spec, "create", name, number=number, template=spec.template, lease=spec.lease,
-                      master=self._bridge_index(spec), allocator=allocator, replaces=replaces,
+        return Action(spec, Kind.CREATE, name, netns=self.task.netns, number=number, template=spec.template,
+                      lease=spec.lease, master=self._bridge_index(spec), allocator=allocator, replaces=replaces,
                       lease_changed=spec.lease is not None)
 
     def _reconcile(self, spec, device, template: str | None, number: int | None) -> Action:
@@ -303,23 +282,23 @@ class Planner:
                 changes["alias"] = mark
         lease_changed = False
         if spec.lease is not None:
-            record = self.leases.get(spec.lease)
+            record = self.ledger.lease(spec.lease)
             lease_changed = record is None or record["name"] != device.name
-        return Action(spec, "reconcile", device.name, number=number, template=template, lease=spec.lease,
-                      device=device, changes=changes, lease_changed=lease_changed)
+        return Action(spec, Kind.RECONCILE, device.name, netns=self.task.netns, number=number, template=template,
+                      lease=spec.lease, device=device, changes=changes, lease_changed=lease_changed)
 
-    # -- registry updates, called by the applier ---------------------------
-    def record_lease(self, action: Action) -> None:
-        spec = action.spec
-        previous = self.leases.get(action.lease)
-        since = previous["since"] if previous and previous["name"] == action.name and "since" in previous \
-            else self.clock()
-        self.leases[action.lease] = {
-            "name": action.name, "template": action.template, "id": action.number,
-            "netns": self.task.netns, "mode": spec.mode, "multi_queue": spec.multi_queue, "since": since}
 
-    def store_counters(self) -> None:
-        """Write each template's counter back, where a number was handed out."""
-        for template, allocator in self.allocators.items():
-            if allocator.taken:
-                self.state["counters"][template] = allocator.last
+def take_next_name(action: Action) -> None:
+    """After the kernel refused ``action``'s name: block it and take the allocator's next number.
+
+    The applier calls this with the allocator the planner used, so a name taken behind our
+    back is skipped by the same rules that chose it.
+    """
+    allocator = action.allocator
+    allocator.block(action.number)
+    try:
+        action.number = allocator.take()
+    except RangeExhausted:
+        raise PlanError("no free name left for template %r: the last free one, %r, was taken by a device "
+                        "made outside this registry meanwhile" % (action.template, action.name))
+    action.name = allocator.render(action.number)

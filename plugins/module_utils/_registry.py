@@ -1,6 +1,6 @@
 # Copyright (c) netdev.tuntap contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The allocation registry: a locked, atomically replaced, versioned JSON file.
+"""The registry file: lock, load, recover, atomic save. Its content is a _ledger.Ledger.
 
 Layout beside ``registry.json`` (docs/registry.md has the schema):
   registry.json.lock           flock'ed for the whole run, never unlinked
@@ -19,7 +19,7 @@ import os
 import stat
 import time
 
-SCHEMA_VERSION = 1
+from ansible_collections.netdev.tuntap.plugins.module_utils._ledger import SCHEMA_VERSION, Ledger, empty_state
 
 
 class RegistryError(Exception):
@@ -28,10 +28,6 @@ class RegistryError(Exception):
 
 class CorruptRegistry(ValueError):
     """The file's content is not a registry this module can read."""
-
-
-def empty_state() -> dict:
-    return {"version": SCHEMA_VERSION, "counters": {}, "leases": {}, "released": {}, "intent": None}
 
 
 def _require(condition: bool, what: str) -> None:
@@ -95,14 +91,6 @@ def parse_state(text: str) -> dict:
             "released": released, "intent": intent}
 
 
-def held_names(state: dict, now: float, reuse_delay: int) -> set[str]:
-    """Names released less than ``reuse_delay`` seconds before ``now``: not to be handed out.
-
-    Records kept longer for tasks with a longer delay (see Registry.drop_old_releases) do not count.
-    """
-    return {name for name, rec in state["released"].items() if now - rec["at"] < reuse_delay}
-
-
 def dump_state(state: dict) -> bytes:
     return (json.dumps(state, indent=1, sort_keys=True) + "\n").encode("utf-8")
 
@@ -143,7 +131,7 @@ class Registry:
         self.clock = clock
         self.warnings: list[str] = []
         self.recovered = False
-        self.state = empty_state()
+        self.ledger = Ledger(empty_state(), clock)
         self._saved = None
         self._lock_fd = None
         self.writes = 0
@@ -160,12 +148,12 @@ class Registry:
                 # and our mkdir is trusted only if it passes too.
                 self._check_paths()
                 self._remove_stale_temporaries()
-            self.state = self._load()
+            self.ledger = Ledger(self._load(), self.clock)
         except BaseException:
             self._unlock()
             raise
         # A rebuilt registry differs from what is on disk (nothing, or a bad file): write it back.
-        self._saved = None if self.recovered else copy.deepcopy(self.state)
+        self._saved = None if self.recovered else copy.deepcopy(self.ledger.state)
         return self
 
     def __exit__(self, *exc) -> None:
@@ -277,7 +265,7 @@ class Registry:
     # -- writing ---------------------------------------------------------
     @property
     def dirty(self) -> bool:
-        return self.state != self._saved
+        return self.ledger.state != self._saved
 
     def save(self) -> None:
         """Atomically replace the file with the current state (no-op when unchanged)."""
@@ -285,7 +273,7 @@ class Registry:
             raise RuntimeError("registry save in check mode")
         if not self.dirty:
             return
-        data = dump_state(self.state)
+        data = dump_state(self.ledger.state)
         tmp = "%s.tmp-%d" % (self.path, os.getpid())
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         try:
@@ -303,7 +291,7 @@ class Registry:
             os.replace(prev_tmp, self.path + ".prev")
         os.replace(tmp, self.path)
         self._fsync_directory()
-        self._saved = copy.deepcopy(self.state)
+        self._saved = copy.deepcopy(self.ledger.state)
         self.writes += 1
 
     def _fsync_directory(self) -> None:
@@ -312,26 +300,3 @@ class Registry:
             os.fsync(fd)
         finally:
             os.close(fd)
-
-    # -- state helpers ---------------------------------------------------
-    def drop_old_releases(self, reuse_delay: int) -> None:
-        """Forget releases older than reuse_delay and older than the delay they were released with.
-
-        Which records block an allocation is the allocating task's own reuse_delay; a record is
-        kept as long as the task that released it asked, so one run with a short reuse_delay
-        does not end the hold for later runs with a longer one.
-        """
-        now = self.clock()
-        released = self.state["released"]
-        for name in [n for n, rec in released.items()
-                     if now - rec["at"] >= max(reuse_delay, rec.get("hold") or 0)]:
-            del released[name]
-
-    def release(self, name: str, template: str | None, netns: str | None, hold: int = 0) -> None:
-        self.state["released"][name] = {"at": self.clock(), "template": template, "netns": netns,
-                                        "hold": hold}
-
-    def raise_counter(self, template: str, number: int) -> None:
-        counters = self.state["counters"]
-        if counters.get(template, -1) < number:
-            counters[template] = number

@@ -1,10 +1,14 @@
 # Copyright (c) netdev.tuntap contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""What a task returns for each device: what the kernel confirmed, or what check mode predicts."""
+"""What a task returns: per device what the kernel confirmed (or check mode predicts), and the diff.
+
+Everything is read from the actions (what each one changed) and the links before and
+after the run; nothing here decides or changes anything.
+"""
 
 from __future__ import annotations
 
-REMOVED_KINDS = ("delete", "release", "absent")
+from ansible_collections.netdev.tuntap.plugins.module_utils._actions import Kind
 
 
 def tun_flag_names(mode: str, multi_queue: bool, vnet_hdr: bool, packet_info: bool, persist: bool) -> list:
@@ -33,9 +37,9 @@ def _empty(action, netns) -> dict:
 def device_result(action, device, by_index: dict, netns, predicted: bool) -> dict:
     """The result entry for one item; ``device`` is the link after the run (None if gone)."""
     result = _empty(action, netns)
-    if action.kind in REMOVED_KINDS:
+    if action.kind.removes:
         return result
-    if device is not None and device.tun is not None and not (predicted and action.kind == "create"):
+    if device is not None and device.tun is not None and not (predicted and action.kind is Kind.CREATE):
         tun = device.tun
         result.update(
             name=device.name, ifindex=device.index, mac_address=device.mac_address, mtu=device.mtu,
@@ -77,14 +81,47 @@ def settings_diff(action, before_device, before_by_index: dict, after: dict) -> 
         before = {}
     else:
         tun = before_device.tun
-        before = {"name": before_device.name, "lease": action.lease, "netns": after["netns"],
+        # The lease the device carries now (its mark), not the one the task asks for.
+        carried = before_device.mark["lease"] if before_device.mark else None
+        before = {"name": before_device.name, "lease": carried, "netns": after["netns"],
                   "mode": tun.mode, "multi_queue": tun.multi_queue, "mtu": before_device.mtu,
                   "mac_address": before_device.mac_address,
                   "bridge": before_by_index.get(before_device.master) if before_device.master else None,
                   "up": before_device.up, "owner": tun.owner, "group": tun.group}
-    if action.kind in REMOVED_KINDS:
+    if action.kind.removes:
         after_state = {}
     else:
         after_state = {key: after.get(key) for key in SETTINGS}
     return {"before": before, "after": after_state,
             "before_header": "%s (before)" % label, "after_header": "%s (after)" % label}
+
+
+def report(task, actions: list, before: dict, after: dict, warnings: list, diff: bool, predicted: bool) -> dict:
+    """The task's result. ``before``/``after``: the target namespace's links by name, before the
+    run and after it (the same for check mode, whose changes are predicted from the actions)."""
+    by_index = {link.index: link.name for link in after.values()}
+    before_by_index = {link.index: link.name for link in before.values()}
+    devices = []
+    diffs = []
+    for action in actions:
+        if action.spec is None:
+            continue  # leases removed by a prefix are reported in 'pruned', not as items
+        devices.append(device_result(action, after.get(action.name), by_index, task.netns, predicted))
+        if diff:
+            old = before.get(action.device.name) if action.device is not None else None
+            diffs.append(settings_diff(action, old, before_by_index, devices[-1]))
+    pruned = [a.removal.lease for a in actions if a.spec is None]
+    if predicted and any(a.allocated and a.kind is Kind.CREATE for a in actions):
+        warnings = warnings + ["check mode: predicted names may differ in a real run if another run allocates "
+                               "from the same registry in the meantime"]
+    result = {"changed": any(a.changed for a in actions), "warnings": warnings}
+    if task.batch:
+        result["devices"] = devices
+        result["pruned"] = pruned
+        if diff:
+            result["diff"] = diffs
+    else:
+        result.update(devices[0])
+        if diff:
+            result["diff"] = diffs[0]
+    return result

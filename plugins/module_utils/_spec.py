@@ -2,16 +2,21 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """The task's parameters: the argument spec, and their validation into DeviceSpec/TaskSpec.
 
-Every check that needs no system state happens here, for every item, before
-anything is changed; each message names the option (and the item's index in
-batch mode) and what is allowed.
+Types, choices and unknown keys are checked by Ansible's own ArgumentSpecValidator, with
+the same spec for the top-level options and for every item of ``devices`` (its messages
+are prefixed with the item's index and lease). What a spec cannot say (names, templates,
+MACs, ranges, combinations) is checked here too. Every check that needs no system state
+happens before anything is changed.
 """
 
 from __future__ import annotations
 
 import grp
 import pwd
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+from ansible.module_utils.errors import UnsupportedError
 
 from ansible_collections.netdev.tuntap.plugins.module_utils._marks import MAX_MARK_BYTES, mark_bytes
 from ansible_collections.netdev.tuntap.plugins.module_utils._names import (
@@ -49,10 +54,15 @@ TASK_OPTIONS = dict(
     # item is wrong, and a batch's failure must name the index (the suboptions are documented).
     devices=dict(type="list", elements="dict"),
     prune_prefix=dict(type="str"),
+    remove_prefixes=dict(type="list", elements="str"),
 )
 
 ARGUMENT_SPEC = dict(TASK_OPTIONS, **DEVICE_OPTIONS)
 MUTUALLY_EXCLUSIVE = [["devices", opt] for opt in DEVICE_OPTIONS if DEVICE_OPTIONS[opt].get("default") is None]
+
+# The items of devices are checked one by one (parse_device), so that a message names the index.
+_TASK_VALIDATOR = ArgumentSpecValidator(dict(ARGUMENT_SPEC, devices=dict(type="list", elements="raw")))
+_DEVICE_VALIDATOR = ArgumentSpecValidator(DEVICE_OPTIONS)
 
 
 class SpecError(ValueError):
@@ -95,34 +105,36 @@ class TaskSpec:
     prune_prefix: str | None
     devices: list
     batch: bool
+    remove_prefixes: list = field(default_factory=list)
+
+    def prefixes(self) -> list:
+        """(origin, prefix) of every lease prefix whose leases this task removes."""
+        pruning = [("pruning", self.prune_prefix)] if self.prune_prefix is not None else []
+        return pruning + [("removing", prefix) for prefix in self.remove_prefixes]
 
 
-def _int(value, where: str, low: int, high: int, what: str = "") -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        try:
-            value = int(str(value), 10)
-        except ValueError:
-            raise SpecError("%s must be an integer, got %r" % (where, value))
+def _in_range(value: int, where: str, low: int, high: int) -> int:
     if not low <= value <= high:
-        raise SpecError("%s %d is out of range; allowed: %d to %d%s" % (where, value, low, high, what))
+        raise SpecError("%s %d is out of range; allowed: %d to %d" % (where, value, low, high))
     return value
 
 
-def _bool(value, where: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).lower()
-    if text in ("yes", "true", "on", "1"):
-        return True
-    if text in ("no", "false", "off", "0"):
-        return False
-    raise SpecError("%s must be a boolean, got %r" % (where, value))
+def _validated(validator, raw: dict, where: str, allowed_what: str) -> dict:
+    """``raw`` checked and converted by Ansible's validator; its first error as a SpecError.
 
-
-def _choice(value, where: str, choices) -> str:
-    if value not in choices:
-        raise SpecError("%s %r is not allowed; choose one of %s" % (where, value, ", ".join(choices)))
-    return value
+    An option given as None counts as not given (it takes its default), as in a role that
+    passes ``omit``-less nulls through.
+    """
+    result = validator.validate({key: value for key, value in raw.items() if value is not None})
+    for error in result.errors:
+        if isinstance(error, UnsupportedError):
+            unknown = sorted(set(raw) - set(validator.argument_spec))
+            raise SpecError("%s%s is not %s; allowed: %s"
+                            % (where, unknown[0], allowed_what, ", ".join(sorted(validator.argument_spec))))
+        if getattr(error, "msg", "").startswith("argument 'devices' is of type"):
+            raise SpecError("devices must be a list of device dicts, got %r" % (raw.get("devices"),))
+        raise SpecError("%s%s" % (where.rstrip(".") + ": " if where else "", error))
+    return result.validated_parameters
 
 
 def resolve_user(value, where: str) -> int | None:
@@ -130,7 +142,7 @@ def resolve_user(value, where: str) -> int | None:
         return None
     text = str(value)
     if text.isascii() and text.isdigit():
-        return _int(text, where, 0, 2 ** 32 - 2)
+        return _in_range(int(text), where, 0, 2 ** 32 - 2)
     try:
         return pwd.getpwnam(text).pw_uid
     except (KeyError, ValueError, UnicodeError):  # ValueError: an embedded NUL
@@ -142,7 +154,7 @@ def resolve_group(value, where: str) -> int | None:
         return None
     text = str(value)
     if text.isascii() and text.isdigit():
-        return _int(text, where, 0, 2 ** 32 - 2)
+        return _in_range(int(text), where, 0, 2 ** 32 - 2)
     try:
         return grp.getgrnam(text).gr_gid
     except (KeyError, ValueError, UnicodeError):  # ValueError: an embedded NUL
@@ -168,22 +180,16 @@ def _lease(value, where: str) -> str | None:
 
 
 def parse_device(raw: dict, where: str, max_id: int) -> DeviceSpec:
-    values = {key: raw.get(key, opt.get("default")) for key, opt in DEVICE_OPTIONS.items()}
-    unknown = sorted(set(raw) - set(DEVICE_OPTIONS))
-    if unknown:
-        raise SpecError("%s%s is not a device option; allowed: %s"
-                        % (where, unknown[0], ", ".join(sorted(DEVICE_OPTIONS))))
-    state = _choice(values["state"], where + "state", ("present", "absent"))
-    mode = _choice(values["mode"], where + "mode", ("tap", "tun"))
+    values = _validated(_DEVICE_VALIDATOR, raw, where, "a device option")
+    state, mode = values["state"], values["mode"]
     lease = _lease(values["lease"], where + "lease")
     name = values["name"]
     template = None
     try:
-        if name is not None and is_template(str(name)):
-            template, name = str(name), None
+        if name is not None and is_template(name):
+            template, name = name, None
             validate_template(template, max_id, where + "name")
         elif name is not None:
-            name = str(name)
             validate_name(name, where + "name")
     except InvalidName as exc:
         raise SpecError(str(exc))
@@ -200,8 +206,7 @@ def parse_device(raw: dict, where: str, max_id: int) -> DeviceSpec:
         raise SpecError("%slease %r is too long: the device's alias carries the lease and template in at most "
                         "%d bytes, and with this template it would take %d; use a shorter lease"
                         % (where, lease, MAX_MARK_BYTES, mark_bytes(lease, template)))
-    mac = values["mac_address"]
-    bridge = values["bridge"]
+    mac, bridge = values["mac_address"], values["bridge"]
     if mode == "tun" and mac is not None:
         raise SpecError("%smac_address is not allowed with mode 'tun': a tun device has no link-layer "
                         "address" % where)
@@ -210,21 +215,18 @@ def parse_device(raw: dict, where: str, max_id: int) -> DeviceSpec:
                         "frames a bridge can forward" % (where, bridge))
     if bridge:
         try:
-            validate_name(str(bridge), where + "bridge")
+            validate_name(bridge, where + "bridge")
         except InvalidName as exc:
             raise SpecError(str(exc))
+    mtu = values["mtu"]
     return DeviceSpec(
         where=where, name=name, template=template, lease=lease, state=state, mode=mode,
         owner=resolve_user(values["owner"], where + "owner"),
         group=resolve_group(values["group"], where + "group"),
-        multi_queue=_bool(values["multi_queue"], where + "multi_queue"),
-        vnet_hdr=_bool(values["vnet_hdr"], where + "vnet_hdr"),
-        packet_info=_bool(values["packet_info"], where + "packet_info"),
-        mtu=None if values["mtu"] is None else _int(values["mtu"], where + "mtu", *MTU_RANGE),
+        multi_queue=values["multi_queue"], vnet_hdr=values["vnet_hdr"], packet_info=values["packet_info"],
+        mtu=None if mtu is None else _in_range(mtu, where + "mtu", *MTU_RANGE),
         mac_address=None if mac is None else _mac(mac, where + "mac_address"),
-        bridge=None if bridge is None else str(bridge),
-        up=_bool(values["up"], where + "up"),
-        force=_bool(values["force"], where + "force"),
+        bridge=bridge, up=values["up"], force=values["force"],
     )
 
 
@@ -243,55 +245,65 @@ def _check_duplicates(devices: list) -> None:
             seen[key] = index
 
 
+def _parse_item(item, index: int, max_id: int) -> DeviceSpec:
+    if not isinstance(item, dict):
+        raise SpecError("devices[%d] must be a dict of device options, got %r" % (index, item))
+    try:
+        return parse_device(item, "devices[%d]." % index, max_id)
+    except SpecError as exc:
+        lease = item.get("lease")
+        if lease is None:
+            raise
+        # A role user knows the lease (guest and NIC), not the item's index.
+        raise SpecError("%s (the item with lease %r)" % (exc, str(lease)))
+
+
+def _prefix(value, option: str) -> str:
+    if not value:
+        raise SpecError("%s must not be empty: it would remove every lease in the registry" % option)
+    return value
+
+
 def parse_task(params: dict) -> TaskSpec:
     """Validate the task's parameters (module options; omitted ones take their defaults)."""
-    unknown = sorted(set(params) - set(ARGUMENT_SPEC))
-    if unknown:
-        raise SpecError("%s is not an option of tap_device; allowed: %s"
-                        % (unknown[0], ", ".join(sorted(ARGUMENT_SPEC))))
-    max_id = _int(params.get("max_id", 99999) if params.get("max_id") is not None else 99999,
-                  "max_id", 0, ID_LIMIT)
-    reuse_delay = params.get("reuse_delay")
-    reuse_delay = _int(3600 if reuse_delay is None else reuse_delay, "reuse_delay", 0, ID_LIMIT)
-    netns = params.get("netns")
+    values = _validated(_TASK_VALIDATOR, params, "", "an option of tap_device")
+    max_id = _in_range(values["max_id"], "max_id", 0, ID_LIMIT)
+    reuse_delay = _in_range(values["reuse_delay"], "reuse_delay", 0, ID_LIMIT)
+    netns = values["netns"]
     if netns is not None:
         try:
-            validate_netns_name(str(netns))
+            validate_netns_name(netns)
         except NetnsError as exc:
             raise SpecError(str(exc))
-        netns = str(netns)
-    registry = str(params.get("registry") or DEFAULT_REGISTRY)
-    prune_prefix = params.get("prune_prefix")
-    if prune_prefix is not None and not str(prune_prefix):
-        raise SpecError("prune_prefix must not be empty: it would prune every lease in the registry")
-    devices = params.get("devices")
+    prune_prefix = values["prune_prefix"]
+    if prune_prefix is not None:
+        _prefix(prune_prefix, "prune_prefix")
+    remove_prefixes = [_prefix(p, "remove_prefixes[%d]" % i) for i, p in enumerate(values["remove_prefixes"] or [])]
+    devices = values["devices"]
+    given = [opt for opt in DEVICE_OPTIONS if params.get(opt) is not None
+             and params.get(opt) != DEVICE_OPTIONS[opt].get("default")]
+    if devices is None and remove_prefixes and not given:
+        devices = []  # only removing leases by prefix: a batch of no items
     if devices is not None:
-        given = [opt for opt in DEVICE_OPTIONS if params.get(opt) is not None
-                 and params.get(opt) != DEVICE_OPTIONS[opt].get("default")]
         if given:
             raise SpecError("devices and %s are mutually exclusive: in batch mode give per-device options "
                             "inside each item of devices" % given[0])
-        if not isinstance(devices, list):
-            raise SpecError("devices must be a list of device dicts")
-        specs = []
-        for index, item in enumerate(devices):
-            if not isinstance(item, dict):
-                raise SpecError("devices[%d] must be a dict of device options, got %r" % (index, item))
-            try:
-                specs.append(parse_device(item, "devices[%d]." % index, max_id))
-            except SpecError as exc:
-                lease = item.get("lease")
-                if lease is None:
-                    raise
-                # A role user knows the lease (guest and NIC), not the item's index.
-                raise SpecError("%s (the item with lease %r)" % (exc, str(lease)))
+        specs = [_parse_item(item, index, max_id) for index, item in enumerate(devices)]
         _check_duplicates(specs)
+        for spec in specs:
+            under = [p for p in remove_prefixes if spec.lease is not None and spec.lease.startswith(p)]
+            if under and spec.state == "present":
+                raise SpecError("%slease %r is under remove_prefixes %r, which removes it; drop the item or the "
+                                "prefix" % (spec.where, spec.lease, under[0]))
         batch = True
     else:
         specs = [parse_device({k: params[k] for k in DEVICE_OPTIONS if k in params}, "", max_id)]
         batch = False
     if prune_prefix is not None and not batch:
         raise SpecError("prune_prefix needs the batch form: list the devices to keep in devices")
-    return TaskSpec(netns=netns, registry=registry, max_id=max_id, reuse_delay=reuse_delay,
-                    prune_prefix=None if prune_prefix is None else str(prune_prefix),
-                    devices=specs, batch=batch)
+    if remove_prefixes and not batch:
+        raise SpecError("remove_prefixes needs the batch form: give it alone, or with devices instead of %s"
+                        % given[0])
+    return TaskSpec(netns=netns, registry=values["registry"] or DEFAULT_REGISTRY, max_id=max_id,
+                    reuse_delay=reuse_delay, prune_prefix=prune_prefix, devices=specs, batch=batch,
+                    remove_prefixes=remove_prefixes)

@@ -226,6 +226,14 @@ options:
       - With O(devices), every lease in this registry that starts with this prefix and that the list does
         not name is removed (its device deleted, subject to the in-use rule) and released.
     type: str
+  remove_prefixes:
+    description:
+      - Every lease in this registry that starts with one of these prefixes is removed (its device deleted,
+        subject to the in-use rule, in whichever namespace it lives) and released, for example V(web1/) for a
+        guest that is gone. An item of O(devices) with O(devices[].state=present) under one of them is refused.
+      - Given without O(name) and O(devices), the task only removes these leases.
+    type: list
+    elements: str
 notes:
   - The registry lock is held from allocation until the registry records the result, so concurrent runs
     on one host never get the same name.
@@ -267,6 +275,10 @@ EXAMPLES = r"""
         lease: db1/net1
         mtu: 9000
     prune_prefix: "db1/"
+
+- name: Remove every device of a guest that is gone, whatever its NICs were
+  netdev.tuntap.tap_device:
+    remove_prefixes: ["web2/"]
 
 - name: Set the registry and namespace once for every task of the play
   module_defaults:
@@ -390,7 +402,7 @@ devices:
       lease: db1/net0
       changed: true
 pruned:
-  description: The leases removed by O(prune_prefix).
+  description: The leases removed by O(prune_prefix) and O(remove_prefixes).
   returned: batch mode
   type: list
   elements: str

@@ -6,6 +6,8 @@ A tap lands in the namespace the opening thread is in when it opens /dev/net/tun
 a netlink socket talks to the namespace it was made in; so everything that touches
 devices runs inside ``entered(netns)``. The module is one thread, so a setns() of the
 calling thread is all it takes, and the original namespace is restored afterwards.
+The host's namespace is the one the process started in, reached through a handle kept
+from before it entered any other (remember_host), never "wherever the thread is now".
 """
 
 from __future__ import annotations
@@ -35,8 +37,9 @@ def netns_path(name: str) -> str:
     return os.path.join(NETNS_RUN_DIR, name)
 
 
-def netns_exists(name: str) -> bool:
-    return os.path.exists(netns_path(name))
+def netns_exists(name: str | None) -> bool:
+    """Whether namespace ``name`` exists; the host's (None) always does."""
+    return name is None or os.path.exists(netns_path(name))
 
 
 def missing_netns_error(name: str) -> NetnsError:
@@ -55,20 +58,44 @@ def _setns(fd: int) -> None:
         raise OSError(err, os.strerror(err))
 
 
+_host_fd = None
+
+
+def remember_host() -> None:
+    """Keep a handle on the namespace this process started in: "the host's" for this run.
+
+    Called before anything enters another namespace, so that a lease recorded in the host's
+    namespace (netns None) is reached there, whichever namespace the task targets.
+    """
+    global _host_fd  # pylint: disable=global-statement
+    if _host_fd is None:
+        _host_fd = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+
+
+def _same_namespace(fd_a: int, fd_b: int) -> bool:
+    a, b = os.fstat(fd_a), os.fstat(fd_b)
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
 @contextlib.contextmanager
 def entered(name: str | None):
-    """Run the body inside namespace ``name``; None means stay where we are."""
+    """Run the body inside namespace ``name``; None means the host's (see remember_host)."""
+    remember_host()
     if name is None:
-        yield
-        return
-    path = netns_path(name)
-    try:
-        target = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        raise missing_netns_error(name)
+        path = "the host's namespace"
+        target = os.dup(_host_fd)
+    else:
+        path = netns_path(name)
+        try:
+            target = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise missing_netns_error(name)
     try:
         origin = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
         try:
+            if _same_namespace(origin, target):
+                yield
+                return
             try:
                 _setns(target)
             except OSError as exc:

@@ -1,6 +1,10 @@
 # Copyright (c) netdev.tuntap contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Planning decisions, from fake links and a registry state: no system state is touched."""
+"""Planning decisions, from fake links and a registry state: no system state is touched.
+
+The planner's module imports nothing that touches the system (checked below); the world
+it sees is a plain World snapshot built here.
+"""
 
 from __future__ import annotations
 
@@ -9,25 +13,18 @@ import copy
 
 import pytest
 
-from ansible_collections.netdev.tuntap.plugins.module_utils import _plan
+from ansible_collections.netdev.tuntap.plugins.module_utils._actions import Kind, Removal
 from ansible_collections.netdev.tuntap.plugins.module_utils._device import LinkInfo, TunInfo
+from ansible_collections.netdev.tuntap.plugins.module_utils._ledger import Ledger, empty_state
 from ansible_collections.netdev.tuntap.plugins.module_utils._marks import decode_mark, encode_mark
-from ansible_collections.netdev.tuntap.plugins.module_utils._plan import Planner, PlanError, Removal
-from ansible_collections.netdev.tuntap.plugins.module_utils._registry import empty_state
+from ansible_collections.netdev.tuntap.plugins.module_utils import _plan as _plan_module
+from ansible_collections.netdev.tuntap.plugins.module_utils._plan import Planner, PlanError, lease_namespaces
 from ansible_collections.netdev.tuntap.plugins.module_utils._spec import parse_task
+from ansible_collections.netdev.tuntap.plugins.module_utils._world import World
 
 REG = "/nonexistent/ntt-unit/registry.json"
 NOW = 1000.0
 UNSET = object()
-
-
-@pytest.fixture(autouse=True)
-def no_namespace_access(monkeypatch):
-    """The planner must not look at other namespaces unless a test says so."""
-    def refuse(*args, **kwargs):
-        raise AssertionError("the planner touched a namespace: %r" % (args,))
-    monkeypatch.setattr(_plan, "netns_exists", refuse)
-    monkeypatch.setattr(_plan, "entered", refuse)
 
 
 def tap(name, index=None, *, mode="tap", mq=False, lease=None, template=None, marked=UNSET, in_use=False,
@@ -66,12 +63,20 @@ def state_of(counters=None, leases=None, released=None):
     return state
 
 
-def planner_for(present=(), reg=None, **params):
+def world_of(task, present=(), elsewhere=None, missing=()) -> World:
+    """The snapshot: ``present`` in the task's namespace, ``elsewhere`` {netns: [devices]} in others."""
+    world = World(task.netns, links={task.netns: {d.name: d for d in present}}, missing=set(missing))
+    for netns, devices in (elsewhere or {}).items():
+        world.links[netns] = {d.name: d for d in devices}
+    return world
+
+
+def planner_for(present=(), reg=None, elsewhere=None, missing=(), **params):
     """A Planner for the task ``params`` (module options), devices ``present``, registry state ``reg``."""
     params.setdefault("registry", REG)
     task = parse_task(params)
-    return Planner(task, reg if reg is not None else state_of(), {d.name: d for d in present},
-                   lambda: NOW)
+    ledger = Ledger(reg if reg is not None else state_of(), lambda: NOW)
+    return Planner(task, ledger, world_of(task, present, elsewhere, missing))
 
 
 def plan(present=(), reg=None, **params):
@@ -164,8 +169,7 @@ def test_batch_allocates_distinct_increasing_numbers():
                             devices=[{"name": "vnet%d"}, {"name": "tap%d"}, {"name": "vnet%d", "lease": "a"},
                                      {"name": "vnet%d", "lease": "b"}])
     assert [a.name for a in actions] == ["vnet1", "tap0", "vnet3", "vnet5"]
-    planner.store_counters()
-    assert planner.state["counters"] == {"vnet%d": 5, "tap%d": 0}
+    assert planner.ledger.state["counters"] == {"vnet%d": 5, "tap%d": 0}
 
 
 def test_batch_template_does_not_take_a_name_requested_literally():
@@ -183,8 +187,7 @@ def test_store_counters_only_for_templates_that_handed_out_numbers():
     planner, actions = plan([tap("tap9", lease="k", template="tap%d")], state,
                             devices=[{"name": "tap%d", "lease": "k"}, {"name": "vnet%d"}])
     assert [a.kind for a in actions] == ["reconcile", "create"]
-    planner.store_counters()
-    assert planner.state["counters"] == {"vnet%d": 8, "tap%d": 3}
+    assert planner.ledger.state["counters"] == {"vnet%d": 8, "tap%d": 3}
 
 
 def test_planning_does_not_change_the_state():
@@ -201,8 +204,7 @@ def test_new_lease_creates_and_records():
     planner, action = plan_one([], None, name="vnet%d", lease="web1/net0")
     assert (action.kind, action.name, action.number, action.lease, action.lease_changed) == \
         ("create", "vnet0", 0, "web1/net0", True)
-    planner.record_lease(action)
-    assert planner.state["leases"]["web1/net0"] == lease_rec("vnet0", "vnet%d", 0, since=NOW)
+    assert planner.ledger.lease("web1/net0") == lease_rec("vnet0", "vnet%d", 0, since=NOW)
 
 
 def test_leased_device_present_is_reconciled_without_change():
@@ -240,8 +242,7 @@ def test_leased_device_gone_is_made_again_under_the_same_name():
     planner, action = plan_one([], state, name="vnet%d", lease="k")
     assert (action.kind, action.name, action.number, action.allocator, action.replaces) == \
         ("create", "vnet3", 3, None, None)
-    planner.store_counters()
-    assert planner.state["counters"] == {"vnet%d": 9}
+    assert planner.ledger.state["counters"] == {"vnet%d": 9}
 
 
 def test_leased_literal_device_gone_is_made_again():
@@ -329,65 +330,68 @@ def test_replacement_leaves_a_device_that_is_not_ours():
     assert "lease 'k'" in planner.warnings[0] and "left alone" in planner.warnings[0]
 
 
-def test_lease_moved_to_another_namespace_whose_old_namespace_is_gone(monkeypatch):
-    monkeypatch.setattr(_plan, "netns_exists", lambda name: False)
+def test_lease_moved_to_another_namespace_whose_old_namespace_is_gone():
     state = state_of(leases={"k": lease_rec("vnet3", "vnet%d", 3, netns="ntt-gone")})
-    _planner, action = plan_one([], state, name="vnet%d", lease="k", netns="ntt-here")
+    _planner, action = plan_one([], state, missing=["ntt-gone"], name="vnet%d", lease="k", netns="ntt-here")
     assert action.kind == "create"
     assert action.replaces == Removal("vnet3", "ntt-gone", None, "k", "vnet%d")
     # the old name is still leased while planning: the new one is not the same
     assert action.name == "vnet0"
 
 
-def test_lease_in_another_existing_namespace_is_looked_up_there(monkeypatch):
+def test_lease_in_another_existing_namespace_is_looked_up_there():
     old = tap("vnet3", lease="k", template="vnet%d", in_use=True)
-    visited = []
-
-    @contextlib.contextmanager
-    def fake_entered(name):
-        visited.append(name)
-        yield
-
-    class FakeLinks:
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            return False
-
-        def get(self, name):
-            return old if name == "vnet3" else None
-
-    monkeypatch.setattr(_plan, "netns_exists", lambda name: True)
-    monkeypatch.setattr(_plan, "entered", fake_entered)
-    monkeypatch.setattr(_plan, "Links", FakeLinks)
     state = state_of(leases={"k": lease_rec("vnet3", "vnet%d", 3, netns="ntt-old")})
+    # a device of the same name in the target namespace is not the one the lease holds
+    here = [tap("vnet3", lease="k", template="vnet%d")]
     # the old device is in use there: moving the lease to this namespace needs force
-    message = refusal([], state, name="vnet%d", lease="k", netns="ntt-new")
+    message = refusal(here, state, elsewhere={"ntt-old": [old]}, name="vnet%d", lease="k", netns="ntt-new")
     assert "device 'vnet3' is in use" in message
-    _planner, action = plan_one([], state, name="vnet%d", lease="k", netns="ntt-new", force=True)
+    _planner, action = plan_one(here, state, elsewhere={"ntt-old": [old]}, name="vnet%d", lease="k",
+                                netns="ntt-new", force=True)
     assert action.replaces == Removal("vnet3", "ntt-old", old, "k", "vnet%d")
-    assert visited == ["ntt-old", "ntt-old"]
 
 
-def test_same_namespace_lease_does_not_enter_namespaces():
+def test_lease_in_the_host_namespace_is_looked_up_there_from_a_named_one():
+    # netns None is the host's namespace: its device is found there, not in the target
+    old = tap("vnet3", lease="k", template="vnet%d")
+    state = state_of(leases={"k": lease_rec("vnet3", "vnet%d", 3, netns=None)})
+    _planner, action = plan_one([], state, elsewhere={None: [old]}, name="vnet%d", lease="k", netns="ntt-new")
+    assert action.replaces == Removal("vnet3", None, old, "k", "vnet%d")
+    _planner, actions = plan([], state, elsewhere={None: [old]}, devices=[], prune_prefix="k", netns="ntt-new")
+    assert [(a.kind, a.removal.device) for a in actions] == [("delete", old)]
+
+
+def test_a_namespace_that_was_not_read_is_an_internal_error_not_an_empty_one():
+    state = state_of(leases={"k": lease_rec("vnet3", "vnet%d", 3, netns="ntt-unread")})
+    with pytest.raises(LookupError):
+        plan([], state, name="vnet%d", lease="k", netns="ntt-new")
+
+
+def test_the_namespaces_to_read_are_those_of_the_task_s_leases():
+    state = state_of(leases={"a": lease_rec("t1", netns="ntt-a"), "g:x": lease_rec("t2", netns=None),
+                             "g:y": lease_rec("t3", netns="ntt-here"), "z": lease_rec("t4", netns="ntt-z")})
+    task = parse_task({"registry": REG, "netns": "ntt-here", "devices": [{"name": "q", "lease": "a"}],
+                       "prune_prefix": "g:"})
+    assert lease_namespaces(task, Ledger(state, lambda: NOW)) == {"ntt-a", None}
+
+
+def test_same_namespace_lease_is_reconciled():
     state = state_of(leases={"k": lease_rec("vnet3", "vnet%d", 3, netns="ntt-here")})
     _planner, action = plan_one([tap("vnet3", lease="k", template="vnet%d")], state, name="vnet%d", lease="k",
                                 netns="ntt-here")
     assert action.kind == "reconcile" and not action.changed
 
 
-def test_record_lease_keeps_since_for_the_same_name():
+def test_binding_keeps_since_for_the_same_name():
     state = state_of(leases={"k": lease_rec("vnet3", "vnet%d", 3, since=5.0)})
-    planner, action = plan_one([tap("vnet3", lease="k", template="vnet%d")], state, name="vnet%d", lease="k",
-                               mtu=9000)
-    planner.record_lease(action)
-    assert planner.state["leases"]["k"]["since"] == 5.0
+    planner, _action = plan_one([tap("vnet3", lease="k", template="vnet%d")], state, name="vnet%d", lease="k",
+                                mtu=9000)
+    assert planner.ledger.lease("k")["since"] == 5.0
     planner2, action2 = plan_one([tap("vnet3", lease="other", template="vnet%d")],
                                  state_of(leases={"k": lease_rec("vnet3", "vnet%d", 3, since=5.0)}),
                                  name="vnet%d", lease="k")
-    planner2.record_lease(action2)
-    assert planner2.state["leases"]["k"] == lease_rec(action2.name, "vnet%d", action2.number, since=NOW)
+    assert planner2.ledger.lease("k") == lease_rec(action2.name, "vnet%d", action2.number, since=NOW)
 
 
 # -- literal names ------------------------------------------------------------------
@@ -555,10 +559,9 @@ def test_absent_lease_whose_device_is_gone_is_released():
     assert action.removal == Removal("vnet3", None, None, "k", "vnet%d")
 
 
-def test_absent_lease_whose_namespace_is_gone_is_released(monkeypatch):
-    monkeypatch.setattr(_plan, "netns_exists", lambda name: name != "ntt-gone")
+def test_absent_lease_whose_namespace_is_gone_is_released():
     state = state_of(leases={"k": lease_rec("vnet3", "vnet%d", 3, netns="ntt-gone")})
-    _planner, action = plan_one([], state, lease="k", state="absent")
+    _planner, action = plan_one([], state, missing=["ntt-gone"], lease="k", state="absent")
     assert action.kind == "release"
     assert action.removal.netns == "ntt-gone" and action.removal.device is None
 
@@ -671,3 +674,60 @@ def test_without_prune_prefix_nothing_is_pruned():
     state = state_of(leases={"g:b": lease_rec("vnet2", "vnet%d", 2)})
     _planner, actions = plan([], state, devices=[])
     assert actions == []
+
+
+# -- the planner's own shape -------------------------------------------------------------
+
+SYSTEM_MODULES = ("socket", "fcntl", "ctypes", "subprocess", "pyroute2", "_kernel", "_world", "_registry",
+                  "_apply", "_engine")
+
+
+def test_the_planner_imports_nothing_that_touches_the_system():
+    # A fresh interpreter: what importing the planner pulls in, not what this test process holds.
+    import subprocess  # pylint: disable=import-outside-toplevel
+    import sys  # pylint: disable=import-outside-toplevel
+    root = _plan_module.__file__.rsplit("/ansible_collections/", 1)[0]
+    code = ("import sys; sys.path.insert(0, %r); "
+            "import ansible_collections.netdev.tuntap.plugins.module_utils._plan; "
+            "print('\\n'.join(sorted(sys.modules)))" % root)
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    ours = [m for m in loaded if m.startswith("ansible_collections.netdev.tuntap.")]
+    assert "ansible_collections.netdev.tuntap.plugins.module_utils._plan" in ours
+    touching = [m for m in loaded if m.split(".")[-1] in SYSTEM_MODULES or m.split(".")[0] in SYSTEM_MODULES]
+    assert touching == [], "the planner imports %s" % touching
+
+
+# -- a batch's items see what the earlier ones leave ----------------------------------------
+
+def test_a_literal_name_released_by_an_earlier_item_is_free_for_a_later_one():
+    state = state_of(leases={"a": lease_rec("lit7")})
+    old = tap("lit7", lease="a")
+    _planner, actions = plan([old], state, devices=[{"lease": "a", "state": "absent"}, {"name": "lit7", "lease": "b"}])
+    assert [(a.kind, a.name) for a in actions] == [("delete", "lit7"), ("create", "lit7")]
+    assert actions[0].removal.device is old
+
+
+def test_a_device_deleted_by_an_earlier_item_is_not_reconciled_by_a_later_one():
+    old = tap("lit7")
+    _planner, actions = plan([old], None, devices=[{"name": "lit7", "state": "absent"}, {"name": "other"}])
+    assert [a.kind for a in actions] == ["delete", "create"]
+    _planner, actions = plan([tap("lit7", lease="a")], state_of(leases={"a": lease_rec("lit7")}),
+                             devices=[{"lease": "a", "state": "absent"}, {"name": "lit7"}])
+    assert [(a.kind, a.name) for a in actions] == [("delete", "lit7"), ("create", "lit7")]
+
+
+def test_remove_prefixes_remove_every_lease_under_them_named_or_not():
+    state = state_of(leases={"g:db1/0": lease_rec("t1"), "g:db1/1": lease_rec("t2"), "g:web1/0": lease_rec("t3")})
+    _planner, actions = plan([tap("t1", lease="g:db1/0"), tap("t3", lease="g:web1/0")], state,
+                             devices=[{"name": "t3", "lease": "g:web1/0"}],
+                             remove_prefixes=["g:db1/"])
+    assert [(a.kind, a.lease, a.label()) for a in actions] == [
+        ("reconcile", "g:web1/0", "devices[0] t3 (lease 'g:web1/0')"),
+        ("delete", "g:db1/0", "removing lease 'g:db1/0'"),
+        ("release", "g:db1/1", "removing lease 'g:db1/1'")]
+
+
+def test_remove_prefixes_refuse_a_device_in_use_naming_the_lease():
+    state = state_of(leases={"g:db1/0": lease_rec("t1")})
+    message = refusal([tap("t1", lease="g:db1/0", in_use=True)], state, remove_prefixes=["g:db1/"])
+    assert message.startswith("removing lease 'g:db1/0': device 't1' is in use")

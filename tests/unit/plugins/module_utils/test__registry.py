@@ -15,7 +15,7 @@ import threading
 import pytest
 
 from ansible_collections.netdev.tuntap.plugins.module_utils._registry import (
-    SCHEMA_VERSION, CorruptRegistry, Registry, RegistryError, dump_state, empty_state, held_names, parse_state)
+    SCHEMA_VERSION, CorruptRegistry, Registry, RegistryError, dump_state, empty_state, parse_state)
 
 NOBODY = 65534
 STAMP_CLOCK = 1700000000.0          # 2023-11-14T22:13:20Z
@@ -135,7 +135,7 @@ def test_parse_state_newer_version_is_not_corrupt():
 
 def test_new_registry_is_empty_and_writes_nothing_until_changed(path):
     with Registry(path) as reg:
-        assert reg.state == empty_state()
+        assert reg.ledger.state == empty_state()
         assert reg.warnings == []
         assert not reg.dirty
         reg.save()
@@ -146,15 +146,15 @@ def test_new_registry_is_empty_and_writes_nothing_until_changed(path):
 
 def test_save_then_reload_round_trip(path):
     with Registry(path) as reg:
-        reg.state["counters"]["vnet%d"] = 12
-        reg.state["leases"]["web1/net0"] = dict(GOOD["leases"]["web1/net0"])
-        reg.state["released"]["vnet3"] = dict(GOOD["released"]["vnet3"])
+        reg.ledger.state["counters"]["vnet%d"] = 12
+        reg.ledger.state["leases"]["web1/net0"] = dict(GOOD["leases"]["web1/net0"])
+        reg.ledger.state["released"]["vnet3"] = dict(GOOD["released"]["vnet3"])
         assert reg.dirty
         reg.save()
         assert not reg.dirty
         assert reg.writes == 1
     with Registry(path) as again:
-        assert again.state == GOOD
+        assert again.ledger.state == GOOD
         assert again.warnings == []
         assert again.recovered is False
     with open(path) as handle:
@@ -168,7 +168,7 @@ def test_prev_holds_the_previous_generation(path):
     generations = []
     for number in (1, 2, 3):
         with Registry(path) as reg:
-            reg.state["counters"]["vnet%d"] = number
+            reg.ledger.state["counters"]["vnet%d"] = number
             reg.save()
         with open(path) as handle:
             generations.append(handle.read())
@@ -180,12 +180,12 @@ def test_prev_holds_the_previous_generation(path):
 
 def test_stale_temporary_link_from_a_killed_run_is_replaced(path):
     with Registry(path) as reg:
-        reg.state["counters"]["a%d"] = 1
+        reg.ledger.state["counters"]["a%d"] = 1
         reg.save()
     stale = "%s.prev-%d" % (path, os.getpid())
     write(stale, b"left by a killed run")
     with Registry(path) as reg:
-        reg.state["counters"]["a%d"] = 2
+        reg.ledger.state["counters"]["a%d"] = 2
         reg.save()
     assert not os.path.exists(stale)
     assert json.load(open(path + ".prev"))["counters"] == {"a%d": 1}
@@ -194,9 +194,9 @@ def test_stale_temporary_link_from_a_killed_run_is_replaced(path):
 
 def test_two_saves_in_one_run(path):
     with Registry(path) as reg:
-        reg.state["counters"]["a%d"] = 1
+        reg.ledger.state["counters"]["a%d"] = 1
         reg.save()
-        reg.state["counters"]["a%d"] = 2
+        reg.ledger.state["counters"]["a%d"] = 2
         reg.save()
         reg.save()          # unchanged: no write
         assert reg.writes == 2
@@ -209,9 +209,9 @@ def test_file_is_0600_and_new_directories_0700(tmp_path, mask):
     path = tmp_path / "a" / "b" / "c" / "registry.json"
     with umask(mask):
         with Registry(str(path)) as reg:
-            reg.state["counters"]["x%d"] = 1
+            reg.ledger.state["counters"]["x%d"] = 1
             reg.save()
-            reg.state["counters"]["x%d"] = 2
+            reg.ledger.state["counters"]["x%d"] = 2
             reg.save()
     assert mode_of(tmp_path) == 0o700   # pytest's own: untouched
     for directory in (tmp_path / "a", tmp_path / "a" / "b", tmp_path / "a" / "b" / "c"):
@@ -225,7 +225,7 @@ def test_new_directory_mode_is_exact_even_with_a_strict_umask(tmp_path):
     path = tmp_path / "new" / "registry.json"
     with umask(0o777):
         with Registry(str(path)) as reg:
-            reg.state["counters"]["x%d"] = 1
+            reg.ledger.state["counters"]["x%d"] = 1
             reg.save()
     assert mode_of(tmp_path / "new") == 0o700
 
@@ -236,7 +236,7 @@ def test_existing_directory_mode_is_never_changed(tmp_path, existing_mode):
     directory.mkdir()
     os.chmod(directory, existing_mode)
     with Registry(str(directory / "registry.json")) as reg:
-        reg.state["counters"]["x%d"] = 1
+        reg.ledger.state["counters"]["x%d"] = 1
         reg.save()
     assert mode_of(directory) == existing_mode
 
@@ -298,7 +298,7 @@ def test_file_writable_by_others_is_refused(path, file_mode, owner, reason):
 def test_file_readable_by_others_but_writable_only_by_root_is_accepted(path, file_mode):
     write(path, dump_state(GOOD), file_mode)
     with Registry(path) as reg:
-        assert reg.state == GOOD
+        assert reg.ledger.state == GOOD
 
 
 def test_symlinked_file_is_refused(path, tmp_path):
@@ -406,7 +406,7 @@ def test_corrupt_file_is_moved_aside_and_rebuilt_from_prev(path, content, reason
     write(path, content)
     with Registry(path, clock=lambda: STAMP_CLOCK) as reg:
         assert reg.recovered is True
-        assert reg.state == PREV
+        assert reg.ledger.state == PREV
         assert len(reg.warnings) == 1
         warning = reg.warnings[0]
     corrupt = path + ".corrupt-" + STAMP
@@ -423,7 +423,7 @@ def test_corrupt_file_is_moved_aside_and_rebuilt_from_prev(path, content, reason
 def test_corrupt_file_without_prev_starts_empty_with_a_warning(path, content, reason):
     write(path, content)
     with Registry(path, clock=lambda: STAMP_CLOCK) as reg:
-        assert reg.state == empty_state()
+        assert reg.ledger.state == empty_state()
         assert reg.recovered
         assert reason in reg.warnings[0]
         assert "nothing (no usable previous generation)" in reg.warnings[0]
@@ -434,7 +434,7 @@ def test_corrupt_prev_too_starts_empty(path):
     write(path + ".prev", b"{truncat")
     write(path, b"")
     with Registry(path) as reg:
-        assert reg.state == empty_state()
+        assert reg.ledger.state == empty_state()
         assert "nothing (no usable previous generation)" in reg.warnings[0]
 
 
@@ -450,7 +450,7 @@ def test_unreadable_file_is_recovered(path, monkeypatch):
 
     monkeypatch.setattr(Registry, "_read", failing_read)
     with Registry(path, clock=lambda: STAMP_CLOCK) as reg:
-        assert reg.state == PREV
+        assert reg.ledger.state == PREV
         assert "it could not be read (Input/output error)" in reg.warnings[0]
     assert os.path.exists(path + ".corrupt-" + STAMP)
 
@@ -458,7 +458,7 @@ def test_unreadable_file_is_recovered(path, monkeypatch):
 def test_missing_file_beside_prev_is_recovered_without_moving(path):
     write(path + ".prev", dump_state(PREV))
     with Registry(path) as reg:
-        assert reg.state == PREV
+        assert reg.ledger.state == PREV
         assert reg.recovered
         assert "the file is missing" in reg.warnings[0]
         assert "moved aside" not in reg.warnings[0]
@@ -485,11 +485,11 @@ def test_recovered_registry_is_written_back_on_save(path):
     write(path + ".prev", dump_state(PREV))
     write(path, b"")
     with Registry(path) as reg:
-        assert reg.state == PREV
+        assert reg.ledger.state == PREV
         reg.save()
     assert os.path.exists(path), "the rebuilt registry was not written"
     with Registry(path) as again:
-        assert again.state == PREV
+        assert again.ledger.state == PREV
         assert again.warnings == []
 
 
@@ -497,12 +497,12 @@ def test_recovered_state_is_written_once_changed(path):
     write(path + ".prev", dump_state(PREV))
     write(path, b"garbage")
     with Registry(path) as reg:
-        reg.state["counters"]["vnet%d"] = 8
+        reg.ledger.state["counters"]["vnet%d"] = 8
         reg.save()
     with Registry(path) as again:
         assert again.warnings == []
-        assert again.state["counters"] == {"vnet%d": 8}
-        assert again.state["leases"] == PREV["leases"]
+        assert again.ledger.state["counters"] == {"vnet%d": 8}
+        assert again.ledger.state["leases"] == PREV["leases"]
 
 
 # -- check mode ---------------------------------------------------------------------
@@ -510,8 +510,8 @@ def test_recovered_state_is_written_once_changed(path):
 def test_check_mode_creates_no_directory_and_no_lock(tmp_path):
     path = tmp_path / "not" / "yet" / "registry.json"
     with Registry(str(path), check_mode=True) as reg:
-        assert reg.state == empty_state()
-        reg.state["counters"]["x%d"] = 5
+        assert reg.ledger.state == empty_state()
+        reg.ledger.state["counters"]["x%d"] = 5
         with pytest.raises(RuntimeError):
             reg.save()
     assert not os.path.exists(tmp_path / "not")
@@ -522,7 +522,7 @@ def test_check_mode_in_an_existing_directory_leaves_it_alone(path, regdir):
     write(path, dump_state(GOOD))
     before = sorted(os.listdir(regdir))
     with Registry(path, check_mode=True) as reg:
-        assert reg.state == GOOD
+        assert reg.ledger.state == GOOD
     assert sorted(os.listdir(regdir)) == before == ["registry.json"]
 
 
@@ -535,7 +535,7 @@ def test_temporaries_of_killed_runs_are_removed_under_the_lock(path, regdir):
         pass
     assert "registry.json.tmp-4242" in os.listdir(regdir), "check mode removes nothing"
     with Registry(path) as reg:
-        assert reg.state == GOOD
+        assert reg.ledger.state == GOOD
     assert sorted(os.listdir(regdir)) == ["other.json.tmp-1", "registry.json", "registry.json.lock"]
 
 
@@ -544,7 +544,7 @@ def test_check_mode_moves_nothing_aside(path, regdir, content, reason):
     write(path + ".prev", dump_state(PREV))
     write(path, content)
     with Registry(path, check_mode=True) as reg:
-        assert reg.state == PREV
+        assert reg.ledger.state == PREV
         assert reason in reg.warnings[0]
         assert "A real run would move it aside" in reg.warnings[0]
     assert sorted(os.listdir(regdir)) == ["registry.json", "registry.json.prev"]
@@ -560,96 +560,15 @@ def test_check_mode_still_refuses_unsafe_paths(tmp_path):
             pass
 
 
-# -- state helpers -------------------------------------------------------------------
-
-class FakeClock:
-    def __init__(self, now):
-        self.now = now
-
-    def __call__(self):
-        return self.now
-
-
-@pytest.mark.parametrize("age, reuse_delay, kept", [
-    (0, 3600, True),
-    (3599, 3600, True),
-    (3600, 3600, False),       # exactly reuse_delay ago: no longer held
-    (3601, 3600, False),
-    (1, 0, False),
-    (0, 0, False),
-])
-def test_drop_old_releases(path, age, reuse_delay, kept):
-    clock = FakeClock(10000.0)
-    with Registry(path, clock=clock) as reg:
-        reg.state["released"]["vnet1"] = {"at": 10000.0 - age, "template": "vnet%d", "netns": None}
-        reg.state["released"]["vnet2"] = {"at": 10000.0, "template": "vnet%d", "netns": None}
-        reg.drop_old_releases(reuse_delay)
-        assert ("vnet1" in reg.state["released"]) is kept
-        assert ("vnet2" in reg.state["released"]) is (reuse_delay > 0)
-
-
-@pytest.mark.parametrize("age, hold, reuse_delay, kept", [
-    (100, 3600, 0, True),        # a task with reuse_delay 0 does not end another task's hold
-    (100, 3600, 60, True),
-    (3600, 3600, 0, False),      # the hold it was released with is over
-    (100, 60, 3600, True),       # a short hold does not shorten this task's own reuse_delay
-    (3600, 60, 3600, False),
-])
-def test_drop_old_releases_keeps_the_hold_a_release_was_made_with(path, age, hold, reuse_delay, kept):
-    with Registry(path, clock=FakeClock(10000.0)) as reg:
-        reg.state["released"]["vnet1"] = {"at": 10000.0 - age, "template": "vnet%d", "netns": None, "hold": hold}
-        reg.drop_old_releases(reuse_delay)
-        assert ("vnet1" in reg.state["released"]) is kept
-
-
-@pytest.mark.parametrize("age, reuse_delay, held", [
-    (0, 3600, True), (3599, 3600, True), (3600, 3600, False), (10, 0, False), (10, 60, True),
-])
-def test_held_names_follow_the_asking_task_s_reuse_delay(age, reuse_delay, held):
-    # the record's own hold (3600) keeps the record, but only the task's delay decides the skip
-    state = doc(released={"vnet1": {"at": 1000.0 - age, "template": "vnet%d", "netns": None, "hold": 3600}})
-    assert ("vnet1" in held_names(state, 1000.0, reuse_delay)) is held
-
-
-def test_release_records_time_template_netns_and_hold(path):
-    clock = FakeClock(500.0)
-    with Registry(path, clock=clock) as reg:
-        reg.release("vnet4", "vnet%d", "ntt-x", 3600)
-        reg.release("tapfoo", None, None)
-        assert reg.state["released"] == {
-            "vnet4": {"at": 500.0, "template": "vnet%d", "netns": "ntt-x", "hold": 3600},
-            "tapfoo": {"at": 500.0, "template": None, "netns": None, "hold": 0}}
-        assert held_names(reg.state, 500.0, 3600) == {"vnet4", "tapfoo"}
-        reg.save()
-    with Registry(path, clock=FakeClock(500.0 + 3600)) as reg:
-        reg.drop_old_releases(3600)
-        assert reg.state["released"] == {}
-
-
-@pytest.mark.parametrize("start, number, expected", [
-    (None, 3, 3),
-    (5, 3, 5),       # never lowered
-    (5, 5, 5),
-    (5, 9, 9),
-    (None, 0, 0),
-])
-def test_raise_counter(path, start, number, expected):
-    with Registry(path) as reg:
-        if start is not None:
-            reg.state["counters"]["v%d"] = start
-        reg.raise_counter("v%d", number)
-        assert reg.state["counters"]["v%d"] == expected
-
-
 # -- the lock ---------------------------------------------------------------------------
 
 def _hold_lock(path, locked, release):
     with Registry(path) as reg:
-        reg.state["counters"]["vnet%d"] = 41
+        reg.ledger.state["counters"]["vnet%d"] = 41
         reg.save()
         locked.set()
         release.wait(20)
-        reg.state["counters"]["vnet%d"] = 42
+        reg.ledger.state["counters"]["vnet%d"] = 42
         reg.save()
 
 
@@ -665,7 +584,7 @@ def test_a_second_run_waits_for_the_lock(path):
 
         def second_run():
             with Registry(path) as reg:
-                seen["counter"] = reg.state["counters"].get("vnet%d")
+                seen["counter"] = reg.ledger.state["counters"].get("vnet%d")
                 entered.set()
 
         thread = threading.Thread(target=second_run, daemon=True)
@@ -685,7 +604,7 @@ def test_a_second_run_waits_for_the_lock(path):
 def _increment(path, times):
     for _run in range(times):
         with Registry(path) as reg:
-            counters = reg.state["counters"]
+            counters = reg.ledger.state["counters"]
             counters["n%d"] = counters.get("n%d", -1) + 1
             reg.save()
 
@@ -699,5 +618,5 @@ def test_concurrent_read_modify_write_loses_nothing(path):
         worker.join(60)
     assert [w.exitcode for w in workers] == [0] * 6
     with Registry(path) as reg:
-        assert reg.state["counters"]["n%d"] == 6 * 25 - 1
+        assert reg.ledger.state["counters"]["n%d"] == 6 * 25 - 1
         assert reg.warnings == []

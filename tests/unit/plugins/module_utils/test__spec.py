@@ -148,18 +148,20 @@ def test_label_batch():
 
 @pytest.mark.parametrize("params, parts", [
     (dict(name="tap0", colour="red"), ["colour is not an option of tap_device", "allowed:", "max_id", "devices"]),
-    (dict(name="tap0", max_id="lots"), ["max_id must be an integer", "'lots'"]),
+    (dict(name="tap0", max_id="lots"), ["argument 'max_id' is of type str", "unable to convert to int", "'lots'"]),
     (dict(name="tap0", max_id=-1), ["max_id -1 is out of range", "allowed: 0 to 2147483647"]),
     (dict(name="tap0", max_id=2 ** 31), ["max_id 2147483648 is out of range", "0 to 2147483647"]),
-    (dict(name="tap0", max_id=1.5), ["max_id must be an integer", "1.5"]),
-    (dict(name="tap0", reuse_delay="1h"), ["reuse_delay must be an integer", "'1h'"]),
+    (dict(name="tap0", max_id=1.5), ["argument 'max_id' is of type float", "unable to convert to int", "1.5"]),
+    (dict(name="tap0", reuse_delay="1h"), ["argument 'reuse_delay'", "unable to convert to int", "'1h'"]),
     (dict(name="tap0", reuse_delay=-5), ["reuse_delay -5 is out of range", "allowed: 0 to"]),
     (dict(name="tap0", netns=""), ["netns ''", "not a valid namespace name"]),
     (dict(name="tap0", netns="a/b"), ["netns 'a/b'", "no '/'"]),
     (dict(name="tap0", netns=".."), ["netns '..'", "not '.' or '..'"]),
     (dict(name="tap0", prune_prefix="x"), ["prune_prefix needs the batch form", "devices"]),
     (dict(devices=[], prune_prefix=""), ["prune_prefix must not be empty", "every lease"]),
-    (dict(devices="tap0"), ["devices must be a list"]),
+    # Ansible reads a string as a comma-separated list, so the item is what is wrong
+    (dict(devices="tap0"), ["devices[0] must be a dict of device options, got 'tap0'"]),
+    (dict(devices={"name": "tap0"}), ["devices must be a list of device dicts, got {'name': 'tap0'}"]),
     (dict(devices=[{"name": "tap0"}], name="tap1"), ["devices and name are mutually exclusive"]),
     (dict(devices=[{"name": "tap0"}], lease="x"), ["devices and lease are mutually exclusive"]),
     (dict(devices=[{"name": "tap0"}], mtu=1400), ["devices and mtu are mutually exclusive"]),
@@ -197,9 +199,10 @@ def test_empty_batch_is_accepted():
 BIG = 2 ** 32 - 1
 
 DEVICE_REFUSALS = [
-    # (item, parts the message must contain; "{w}" is the item prefix: "" or "devices[2].")
-    (dict(name="tap0", state="gone"), ["{w}state 'gone' is not allowed", "present, absent"]),
-    (dict(name="tap0", mode="tup"), ["{w}mode 'tup' is not allowed", "tap, tun"]),
+    # (item, parts the message must contain; "{w}" is the item prefix: "" or "devices[3].", and "{v}"
+    # the prefix of the messages of Ansible's own argument validator: "" or "devices[3]: ")
+    (dict(name="tap0", state="gone"), ["{v}value of state must be one of: present, absent, got: gone"]),
+    (dict(name="tap0", mode="tup"), ["{v}value of mode must be one of: tap, tun, got: tup"]),
     (dict(name="tap0", lease=""), ["{w}lease ''", "not a valid lease", "1 to 200 printable"]),
     (dict(name="tap0", lease="x" * 201), ["{w}lease 'xxxx", "1 to 200"]),
     (dict(name="tap0", lease="a\nb"), ["{w}lease 'a\\nb'", "printable"]),
@@ -228,15 +231,15 @@ DEVICE_REFUSALS = [
     (dict(name="tap0", group="ntt-no-such-group"), ["{w}group 'ntt-no-such-group' is not a group on this host",
                                                     "numeric gid"]),
     (dict(name="tap0", group=str(BIG)), ["{w}group %d is out of range" % BIG]),
-    (dict(name="tap0", multi_queue="maybe"), ["{w}multi_queue must be a boolean", "'maybe'"]),
-    (dict(name="tap0", vnet_hdr=2), ["{w}vnet_hdr must be a boolean", "2"]),
-    (dict(name="tap0", packet_info="si"), ["{w}packet_info must be a boolean", "'si'"]),
-    (dict(name="tap0", up="upp"), ["{w}up must be a boolean", "'upp'"]),
-    (dict(name="tap0", force="please"), ["{w}force must be a boolean", "'please'"]),
+    (dict(name="tap0", multi_queue="maybe"), ["{v}argument 'multi_queue'", "unable to convert to bool", "'maybe'"]),
+    (dict(name="tap0", vnet_hdr=2), ["{v}argument 'vnet_hdr'", "unable to convert to bool", "'2'"]),
+    (dict(name="tap0", packet_info="si"), ["{v}argument 'packet_info'", "unable to convert to bool", "'si'"]),
+    (dict(name="tap0", up="upp"), ["{v}argument 'up'", "unable to convert to bool", "'upp'"]),
+    (dict(name="tap0", force="please"), ["{v}argument 'force'", "unable to convert to bool", "'please'"]),
     (dict(name="tap0", mtu=67), ["{w}mtu 67 is out of range", "allowed: 68 to 65535"]),
     (dict(name="tap0", mtu=65536), ["{w}mtu 65536 is out of range", "68 to 65535"]),
-    (dict(name="tap0", mtu="big"), ["{w}mtu must be an integer", "'big'"]),
-    (dict(name="tap0", mtu=1500.5), ["{w}mtu must be an integer", "1500.5"]),
+    (dict(name="tap0", mtu="big"), ["{v}argument 'mtu' is of type str", "unable to convert to int", "'big'"]),
+    (dict(name="tap0", mtu=1500.5), ["{v}argument 'mtu' is of type float", "unable to convert to int", "1500.5"]),
     (dict(name="tap0", mac_address="52:54:00:00:00"), ["{w}mac_address '52:54:00:00:00' is not a MAC address",
                                                        "six hex octets"]),
     (dict(name="tap0", mac_address="52:54:00-00:00:01"), ["{w}mac_address '52:54:00-00:00:01'", "six hex"]),
@@ -251,7 +254,7 @@ DEVICE_REFUSALS = [
 
 @pytest.mark.parametrize("item, parts", DEVICE_REFUSALS)
 def test_device_refusals_single_form(item, parts):
-    assert_mentions(error(**item), *[part.replace("{w}", "") for part in parts])
+    assert_mentions(error(**item), *[part.replace("{w}", "").replace("{v}", "") for part in parts])
 
 
 @pytest.mark.parametrize("item, parts", DEVICE_REFUSALS)
@@ -259,7 +262,7 @@ def test_device_refusals_name_the_item_in_batch_mode(item, parts):
     # the bad item is the fourth: its index appears in the option's name
     good = [{"name": "tap%d" % i} for i in range(3)]
     message = batch_error(*good, item)
-    assert_mentions(message, *[part.replace("{w}", "devices[3].") for part in parts])
+    assert_mentions(message, *[part.replace("{w}", "devices[3].").replace("{v}", "devices[3]: ") for part in parts])
 
 
 def test_unknown_key_in_an_item():
@@ -314,3 +317,32 @@ def test_parse_device_where_prefix():
     with pytest.raises(SpecError) as exc:
         parse_device({"name": "tap0", "mtu": 1}, "devices[5].", 99999)
     assert str(exc.value).startswith("devices[5].mtu 1 is out of range")
+
+
+# -- remove_prefixes ----------------------------------------------------------------------
+
+def test_remove_prefixes_alone_is_a_batch_of_no_items():
+    spec = task(remove_prefixes=["guest_taps:db1/", "guest_taps:web2/"])
+    assert spec.batch is True and spec.devices == []
+    assert spec.prefixes() == [("removing", "guest_taps:db1/"), ("removing", "guest_taps:web2/")]
+
+
+def test_prune_prefix_and_remove_prefixes_together():
+    spec = task(devices=[{"name": "vnet%d", "lease": "g:a/0"}], prune_prefix="g:", remove_prefixes=["h:"])
+    assert spec.prefixes() == [("pruning", "g:"), ("removing", "h:")]
+
+
+@pytest.mark.parametrize("params, parts", [
+    (dict(remove_prefixes=[""]), ["remove_prefixes[0] must not be empty", "every lease"]),
+    (dict(remove_prefixes=["a/", ""]), ["remove_prefixes[1] must not be empty"]),
+    (dict(devices=[{"name": "vnet%d", "lease": "g:db1/0"}], remove_prefixes=["g:db1/"]),
+     ["devices[0].lease 'g:db1/0' is under remove_prefixes 'g:db1/'", "drop the item or the prefix"]),
+    (dict(name="tap0", remove_prefixes=["g:"]), ["remove_prefixes needs the batch form", "instead of name"]),
+])
+def test_remove_prefixes_refusals(params, parts):
+    assert_mentions(error(**params), *parts)
+
+
+def test_an_absent_item_under_remove_prefixes_is_fine():
+    spec = task(devices=[{"lease": "g:db1/0", "state": "absent"}], remove_prefixes=["g:db1/"])
+    assert [d.lease for d in spec.devices] == ["g:db1/0"]
