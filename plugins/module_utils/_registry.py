@@ -4,7 +4,8 @@
 
 Layout beside ``registry.json`` (docs/registry.md has the schema):
   registry.json.lock           flock'ed for the whole run, never unlinked
-  registry.json.prev           the previous generation (a hard link to the old file)
+  registry.json.prev           the previous generation: the file as it was before the last run
+                               that wrote (a hard link to it)
   registry.json.corrupt-STAMP  a file that could not be read, moved aside
 """
 
@@ -283,7 +284,10 @@ class Registry:
             os.fsync(fd)
         finally:
             os.close(fd)
-        if os.path.exists(self.path):
+        # The previous generation is the registry as it was before this run: only the run's first
+        # write keeps the old file. A later write (the result after the intent) replaces the
+        # intent, which a recovery must not take for a run that never finished.
+        if self.writes == 0 and os.path.exists(self.path):
             prev_tmp = "%s.prev-%d" % (self.path, os.getpid())
             if os.path.lexists(prev_tmp):
                 os.unlink(prev_tmp)

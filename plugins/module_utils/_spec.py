@@ -23,7 +23,7 @@ from ansible_collections.netdev.tuntap.plugins.module_utils._names import (
     InvalidName, is_template, validate_name, validate_template)
 from ansible_collections.netdev.tuntap.plugins.module_utils._kernel._netns import NetnsError, validate_netns_name
 from ansible_collections.netdev.tuntap.plugins.module_utils._values import (
-    MAX_LEASE_LENGTH, MTU_RANGE, lease_problem, mac_problem, normalize_mac)
+    MTU_RANGE, lease_problem, mac_problem, normalize_mac)
 
 DEFAULT_REGISTRY = "/var/lib/netdev_tuntap/registry.json"
 ID_LIMIT = 2 ** 31 - 1

@@ -31,8 +31,8 @@ def dumps_fail_after_the_first(monkeypatch):
 
 def test_a_failing_item_is_reported_as_itself_with_changed_true(api, ns, registry, dumps_fail_after_the_first):
     with pytest.raises(h.engine().TapError) as failure:
-        h.engine().run(api.params({"devices": [{"name": T, "lease": "a"}, {"name": T, "lease": "b",
-                                                                            "mtu": REFUSED_MTU}]}))
+        batch = [{"name": T, "lease": "a"}, {"name": T, "lease": "b", "mtu": REFUSED_MTU}]
+        h.engine().run(api.params({"devices": batch}))
     message = str(failure.value)
     assert message.startswith("devices[1] vmp%d (lease 'b') failed: the kernel refused to set mtu=65535"), message
     assert "listing network links failed" not in message

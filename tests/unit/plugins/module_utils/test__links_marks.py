@@ -8,7 +8,8 @@ import pytest
 
 from ansible_collections.netdev.tuntap.plugins.module_utils._device import LinkInfo, TunInfo
 from ansible_collections.netdev.tuntap.plugins.module_utils._marks import ALIAS_PREFIX, decode_mark, encode_mark
-from ansible_collections.netdev.tuntap.plugins.module_utils._spec import MAX_LEASE_LENGTH, SpecError, parse_task
+from ansible_collections.netdev.tuntap.plugins.module_utils._spec import SpecError, parse_task
+from ansible_collections.netdev.tuntap.plugins.module_utils._values import MAX_LEASE_LENGTH
 
 # The longest alias the kernel takes through pyroute2: IFALIASZ is 256 with the NUL, and a
 # 255-byte alias is refused with ERANGE (checked on a real tap: 254 accepted, 255 refused).

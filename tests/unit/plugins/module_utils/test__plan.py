@@ -8,12 +8,11 @@ it sees is a plain World snapshot built here.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 
 import pytest
 
-from ansible_collections.netdev.tuntap.plugins.module_utils._actions import Kind, Removal
+from ansible_collections.netdev.tuntap.plugins.module_utils._actions import Removal
 from ansible_collections.netdev.tuntap.plugins.module_utils._device import LinkInfo, TunInfo
 from ansible_collections.netdev.tuntap.plugins.module_utils._ledger import Ledger, empty_state
 from ansible_collections.netdev.tuntap.plugins.module_utils._marks import decode_mark, encode_mark

@@ -192,7 +192,12 @@ def test_stale_temporary_link_from_a_killed_run_is_replaced(path):
     assert json.load(open(path))["counters"] == {"a%d": 2}
 
 
-def test_two_saves_in_one_run(path):
+def test_two_saves_in_one_run_keep_the_generation_from_before_the_run(path):
+    # The first save is a run's intent, the second its result: .prev must be what was there
+    # before the run, never the intent, which a recovery would take for an unfinished run.
+    with Registry(path) as reg:
+        reg.ledger.state["counters"]["a%d"] = 0
+        reg.save()
     with Registry(path) as reg:
         reg.ledger.state["counters"]["a%d"] = 1
         reg.save()
@@ -200,7 +205,7 @@ def test_two_saves_in_one_run(path):
         reg.save()
         reg.save()          # unchanged: no write
         assert reg.writes == 2
-    assert json.load(open(path + ".prev"))["counters"] == {"a%d": 1}
+    assert json.load(open(path + ".prev"))["counters"] == {"a%d": 0}
     assert json.load(open(path))["counters"] == {"a%d": 2}
 
 
@@ -208,11 +213,10 @@ def test_two_saves_in_one_run(path):
 def test_file_is_0600_and_new_directories_0700(tmp_path, mask):
     path = tmp_path / "a" / "b" / "c" / "registry.json"
     with umask(mask):
-        with Registry(str(path)) as reg:
-            reg.ledger.state["counters"]["x%d"] = 1
-            reg.save()
-            reg.ledger.state["counters"]["x%d"] = 2
-            reg.save()
+        for number in (1, 2):
+            with Registry(str(path)) as reg:
+                reg.ledger.state["counters"]["x%d"] = number
+                reg.save()
     assert mode_of(tmp_path) == 0o700   # pytest's own: untouched
     for directory in (tmp_path / "a", tmp_path / "a" / "b", tmp_path / "a" / "b" / "c"):
         assert mode_of(directory) == 0o700, directory
