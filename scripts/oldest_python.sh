@@ -9,10 +9,13 @@
 # Debian 11 (bullseye) ships CPython 3.9; no Debian suite still served ships 3.8. Its .debs are
 # fetched with apt-get through a private apt configuration (own sources list, package lists and
 # cache under tests/output/oldest-python/apt; the machine's apt state is not touched), unpacked
-# with `dpkg -x` into tests/output/oldest-python/root, and run through a wrapper that points the
-# dynamic linker at the unpacked bullseye libraries (libffi7 for ctypes, libssl1.1 for hashlib,
-# libmpdec3 for decimal), which Debian 12 does not have. Idempotent: an interpreter that already
-# works is reused. Exits non-zero, with the reason, when the interpreter cannot be obtained.
+# with `dpkg -x` into tests/output/oldest-python/root. The bullseye libraries its extension
+# modules need and Debian 12 lacks (libffi7 for ctypes, libssl1.1 for ssl/hashlib, libmpdec3 for
+# decimal) are unpacked beside it, and the extension modules get a RUNPATH to them (patchelf,
+# from Debian 12, unpacked the same way): the interpreter then runs without LD_LIBRARY_PATH, so
+# venvs made from it and tools that clean the environment (ansible-test) work too. Idempotent:
+# an interpreter that already works is reused. Exits non-zero, with the reason, when the
+# interpreter cannot be obtained.
 
 set -euo pipefail
 
@@ -23,23 +26,25 @@ OLDEST_VERSION=3.9
 SUITE=bullseye
 PACKAGES=(python3.9-minimal libpython3.9-minimal libpython3.9-stdlib libffi7 libssl1.1 libmpdec3)
 KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
+TOOLS_SUITE=bookworm
+TOOLS=(patchelf)
 
 DEST="$NTT_OUTPUT/oldest-python"
-WRAPPER="$DEST/bin/python$OLDEST_VERSION"
+INTERPRETER="$DEST/bin/python$OLDEST_VERSION"
 
 works() {
-    [ -x "$WRAPPER" ] && "$WRAPPER" - "$OLDEST_VERSION" <<'EOF' >/dev/null 2>&1
+    [ -x "$INTERPRETER" ] && env -u LD_LIBRARY_PATH "$INTERPRETER" - "$OLDEST_VERSION" <<'EOF' >/dev/null 2>&1
 import ctypes, decimal, hashlib, ssl, sys
 assert "%d.%d" % sys.version_info[:2] == sys.argv[1], sys.version
 EOF
 }
 
 if works; then
-    echo "$WRAPPER"
+    echo "$INTERPRETER"
     exit 0
 fi
 if [ "${1:-}" = "--check" ]; then
-    echo "python$OLDEST_VERSION is not at $WRAPPER (or does not run): bash scripts/oldest_python.sh obtains it" >&2
+    echo "python$OLDEST_VERSION is not at $INTERPRETER (or does not run): bash scripts/oldest_python.sh obtains it" >&2
     exit 1
 fi
 
@@ -53,6 +58,7 @@ mkdir -p "$apt_dir/lists/partial" "$apt_dir/cache/archives/partial" "$apt_dir/de
 cat >"$apt_dir/sources.list" <<EOF
 deb [signed-by=$KEYRING] http://deb.debian.org/debian $SUITE main
 deb [signed-by=$KEYRING] http://deb.debian.org/debian-security $SUITE-security main
+deb [signed-by=$KEYRING] http://deb.debian.org/debian $TOOLS_SUITE main
 EOF
 apt_opts=(
     -o "Dir::Etc::SourceList=$apt_dir/sources.list"
@@ -69,31 +75,40 @@ if ! apt-get "${apt_opts[@]}" update >"$log" 2>&1; then
     tail -n 20 "$log" >&2
     ntt_die "apt-get update for Debian $SUITE failed (log: $log)"
 fi
-if ! (cd "$apt_dir/debs" && apt-get "${apt_opts[@]}" download "${PACKAGES[@]}") >>"$log" 2>&1; then
+# pkg/suite pins each package to its suite; apt would otherwise prefer the newer one.
+mkdir -p "$apt_dir/tools"
+if ! (cd "$apt_dir/debs" && apt-get "${apt_opts[@]}" download "${PACKAGES[@]/%//$SUITE}" &&
+    cd "$apt_dir/tools" && apt-get "${apt_opts[@]}" download "${TOOLS[@]/%//$TOOLS_SUITE}") >>"$log" 2>&1; then
     tail -n 20 "$log" >&2
-    ntt_die "apt-get download ${PACKAGES[*]} from Debian $SUITE failed (log: $log)"
+    ntt_die "apt-get download ${PACKAGES[*]} ($SUITE) ${TOOLS[*]} ($TOOLS_SUITE) failed (log: $log)"
 fi
 for deb in "$apt_dir/debs"/*.deb; do
     dpkg -x "$deb" "$DEST/root"
 done
-
-libdirs=()
-for d in "$DEST"/root/usr/lib/*-linux-gnu*; do
-    [ -d "$d" ] && libdirs+=("$d")
+for deb in "$apt_dir/tools"/*.deb; do
+    dpkg -x "$deb" "$apt_dir/tools/root"
 done
-[ "${#libdirs[@]}" -gt 0 ] || ntt_die "no multiarch library directory in the unpacked packages"
-libpath="$(IFS=:; echo "${libdirs[*]}")"
-cat >"$WRAPPER" <<EOF
-#!/bin/sh
-# Debian $SUITE's CPython $OLDEST_VERSION, unpacked by scripts/oldest_python.sh.
-LD_LIBRARY_PATH="$libpath\${LD_LIBRARY_PATH:+:\$LD_LIBRARY_PATH}" exec "$DEST/root/usr/bin/python$OLDEST_VERSION" "\$@"
-EOF
-chmod +x "$WRAPPER"
-rm -rf "$apt_dir/cache" "$apt_dir/lists" "$apt_dir/debs"
+patchelf="$apt_dir/tools/root/usr/bin/patchelf"
+
+libdir=""
+for d in "$DEST"/root/usr/lib/*-linux-gnu*; do
+    [ -f "$d/libffi.so.7" ] && libdir="$d"
+done
+[ -n "$libdir" ] || ntt_die "no libffi.so.7 in the unpacked packages"
+dynload="$DEST/root/usr/lib/python$OLDEST_VERSION/lib-dynload"
+for so in "$dynload"/*.so; do
+    "$patchelf" --set-rpath "\$ORIGIN/../../$(basename "$libdir")" "$so"
+done
+for so in "$libdir"/*.so.*; do
+    # shellcheck disable=SC2016 # $ORIGIN is for the dynamic linker
+    [ -L "$so" ] || "$patchelf" --set-rpath '$ORIGIN' "$so"
+done
+ln -sfn "../root/usr/bin/python$OLDEST_VERSION" "$INTERPRETER"
+rm -rf "$apt_dir/cache" "$apt_dir/lists" "$apt_dir/debs" "$apt_dir/tools"
 
 if ! works; then
-    "$WRAPPER" -c 'import ctypes, decimal, hashlib, ssl' >&2 || true
+    env -u LD_LIBRARY_PATH "$INTERPRETER" -c 'import ctypes, decimal, hashlib, ssl' >&2 || true
     ntt_die "the unpacked python$OLDEST_VERSION does not run (see above)"
 fi
-echo "python $("$WRAPPER" -c 'import platform; print(platform.python_version())') ready" >&2
-echo "$WRAPPER"
+echo "python $("$INTERPRETER" -c 'import platform; print(platform.python_version())') ready" >&2
+echo "$INTERPRETER"
