@@ -14,6 +14,7 @@ import fcntl
 import os
 import platform
 import struct
+from typing import NamedTuple
 
 TUN_DEVICE = "/dev/net/tun"
 
@@ -24,28 +25,101 @@ IFF_NO_PI = 0x1000
 IFF_VNET_HDR = 0x4000
 IFF_TUN_EXCL = 0x8000
 
-_IFREQ = struct.Struct("16sH22x")  # 40 bytes: the size of struct ifreq on 64-bit
+# struct ifreq: the name (IFNAMSIZ 16), then a union whose first member, ifr_flags, is a short.
+# The union is 24 bytes on 64-bit (struct ifmap holds two unsigned longs), so ifreq is 40; on
+# 32-bit (and for 32-bit processes on a 64-bit kernel, through its compat path) it is 32. The
+# kernel copies exactly sizeof(struct ifreq) in and out, at the start of the buffer, so 40 bytes
+# are right on 64-bit and harmless on 32-bit: the last 8 bytes are zeros that it never reads or
+# writes, and the name and flags sit at the same offsets. "H" is native byte order, as the kernel
+# reads it.
+_IFREQ = struct.Struct("16sH22x")
 
 
-def _ioc_layout() -> tuple[int, int, int]:
-    """(write bit, read bit, size bits) of the _IOC encoding on this architecture."""
-    machine = platform.machine().lower()
-    if machine.startswith(("ppc", "powerpc", "mips", "sparc", "alpha")):
-        return 4, 2, 13
-    return 1, 2, 14
+class IocLayout(NamedTuple):
+    """How an architecture encodes ioctl numbers: the _IOC_NONE/_IOC_READ/_IOC_WRITE values and
+    the widths of the size and direction fields (number and type are 8 bits everywhere)."""
+
+    none: int
+    read: int
+    write: int
+    size_bits: int
+    dir_bits: int
 
 
-def _ioc(direction: int, number: int, size: int) -> int:
-    size_bits = _ioc_layout()[2]
-    return (direction << (16 + size_bits)) | (size << 16) | (ord("T") << 8) | number
+# From the kernel's UAPI headers:
+# - include/uapi/asm-generic/ioctl.h: _IOC_SIZEBITS 14, _IOC_DIRBITS 2, _IOC_NONE 0U,
+#   _IOC_WRITE 1U, _IOC_READ 2U. Used by every architecture without an asm/ioctl.h of its own
+#   (x86, arm, arm64, riscv, s390, loongarch, m68k, sh, xtensa, ...).
+# - arch/{alpha,mips,powerpc,sparc}/include/uapi/asm/ioctl.h: _IOC_SIZEBITS 13, _IOC_DIRBITS 3,
+#   _IOC_NONE 1U, _IOC_READ 2U, _IOC_WRITE 4U. (sparc lets the size run into the NONE bit, "Actually
+#   14", which matters only for sizes of 8 KiB and more.)
+# - arch/parisc/include/uapi/asm/ioctl.h: the generic widths, but _IOC_WRITE 2U and _IOC_READ 1U.
+IOC_LAYOUTS = {
+    "generic": IocLayout(none=0, read=2, write=1, size_bits=14, dir_bits=2),
+    "alpha": IocLayout(none=1, read=2, write=4, size_bits=13, dir_bits=3),
+    "mips": IocLayout(none=1, read=2, write=4, size_bits=13, dir_bits=3),
+    "powerpc": IocLayout(none=1, read=2, write=4, size_bits=13, dir_bits=3),
+    "sparc": IocLayout(none=1, read=2, write=4, size_bits=13, dir_bits=3),
+    "parisc": IocLayout(none=0, read=1, write=2, size_bits=14, dir_bits=2),
+}
+
+# platform.machine() (uname -m) prefixes of the architectures with a layout of their own:
+# parisc/parisc64, alpha, mips/mips64 (either byte order), ppc/ppc64/ppc64le/ppcle, sparc/sparc64.
+# Anything else (x86_64, i686, aarch64, armv7l, s390x, riscv64, loongarch64, ...) is generic:
+# architectures added to Linux since these use asm-generic.
+_MACHINE_PREFIXES = (
+    ("parisc", "parisc"),
+    ("alpha", "alpha"),
+    ("mips", "mips"),
+    ("ppc", "powerpc"),
+    ("powerpc", "powerpc"),
+    ("sparc", "sparc"),
+)
+
+# include/uapi/linux/if_tun.h: _IOW('T', nr, int) or _IOR('T', nr, unsigned int).
+_TUN_IOCTLS = (
+    ("TUNSETIFF", "write", 202),
+    ("TUNSETPERSIST", "write", 203),
+    ("TUNSETOWNER", "write", 204),
+    ("TUNSETGROUP", "write", 206),
+    ("TUNGETFEATURES", "read", 207),
+    ("TUNGETIFF", "read", 210),
+    ("TUNSETQUEUE", "write", 217),
+)
+_ARG_SIZE = 4  # sizeof(int) == sizeof(unsigned int) on every Linux ABI, 32- and 64-bit
 
 
-_WRITE, _READ = _ioc_layout()[:2]
-_INT = struct.calcsize("i")
-TUNSETIFF = _ioc(_WRITE, 202, _INT)
-TUNSETPERSIST = _ioc(_WRITE, 203, _INT)
-TUNSETOWNER = _ioc(_WRITE, 204, _INT)
-TUNSETGROUP = _ioc(_WRITE, 206, _INT)
+def arch_family(machine: str) -> str:
+    """The key in IOC_LAYOUTS for a platform.machine() string."""
+    machine = machine.strip().lower()
+    for prefix, family in _MACHINE_PREFIXES:
+        if machine.startswith(prefix):
+            return family
+    return "generic"
+
+
+def ioc(layout: IocLayout, direction: int, type_: int, number: int, size: int) -> int:
+    """The kernel's _IOC(dir, type, nr, size) for ``layout``."""
+    if not 0 <= size < 1 << layout.size_bits or not 0 <= direction < 1 << layout.dir_bits:
+        raise ValueError("size %d or direction %d does not fit the layout %r" % (size, direction, layout))
+    return (direction << (16 + layout.size_bits)) | (size << 16) | (type_ << 8) | number
+
+
+def tun_ioctls(machine: str) -> dict[str, int]:
+    """The tun driver's ioctl numbers on the architecture ``machine`` (a platform.machine() string)."""
+    layout = IOC_LAYOUTS[arch_family(machine)]
+    return {name: ioc(layout, getattr(layout, direction), ord("T"), number, _ARG_SIZE)
+            for name, direction, number in _TUN_IOCTLS}
+
+
+_HERE = tun_ioctls(platform.machine())
+TUNSETIFF = _HERE["TUNSETIFF"]
+TUNSETPERSIST = _HERE["TUNSETPERSIST"]
+TUNSETOWNER = _HERE["TUNSETOWNER"]
+TUNSETGROUP = _HERE["TUNSETGROUP"]
+TUNGETFEATURES = _HERE["TUNGETFEATURES"]
+TUNGETIFF = _HERE["TUNGETIFF"]
+TUNSETQUEUE = _HERE["TUNSETQUEUE"]
 
 
 class TunError(Exception):
