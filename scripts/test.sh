@@ -21,15 +21,25 @@ set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$NTT_ROOT"
 
-ALL_STAGES=(unit integration pyroute2_min doc sanity lint artifact molecule)
-OPTIONAL_STAGES=(demo)
-JUNIT_DIR="$NTT_OUTPUT/junit"
+# ------------------------------------------------------------------------------------------
+# The stages, in the order they run: name, set ("all": run by default and by `all`;
+# "named": only when named), the function that runs it, and what it does. To add a stage,
+# write its function below and add one line here.
 
-# Options every module option / role variable must show in the rendered docs.
-MODULE_OPTIONS=(name state lease mode owner group multi_queue vnet_hdr packet_info mtu mac_address
-    bridge up netns registry max_id reuse_delay force devices prune_prefix)
-ROLE_OPTIONS=(guest_taps_guests guest_taps_template guest_taps_owner guest_taps_group
-    guest_taps_netns guest_taps_registry guest_taps_prune guest_taps_install_deps)
+STAGE_NAMES=() STAGE_SETS=() STAGE_FUNCS=() STAGE_DESCS=()
+stage() { STAGE_NAMES+=("$1") STAGE_SETS+=("$2") STAGE_FUNCS+=("$3") STAGE_DESCS+=("$4"); }
+
+stage unit         all   stage_unit         "pytest tests/unit"
+stage integration  all   stage_integration  "pytest tests/integration (real devices in throwaway namespaces)"
+stage pyroute2_min all   stage_pyroute2_min "pytest tests/integration again with pyroute2 0.7.2, the oldest supported"
+stage doc          all   stage_doc          "ansible-doc renders the module, the role (every role variable) and the filters"
+stage sanity       all   stage_sanity       "ansible-test sanity on the installed collection"
+stage lint         all   stage_lint         "ansible-lint (production profile), antsibull-changelog lint"
+stage artifact     all   stage_artifact     "ansible-galaxy collection build, install, use it ad hoc and in a playbook"
+stage molecule     all   stage_molecule     "molecule test (scripts/molecule.sh)"
+stage demo         named stage_demo         "the README's main job (scripts/demo.sh)"
+
+JUNIT_DIR="$NTT_OUTPUT/junit"
 
 header() { printf '\n==== %s ====\n' "$*"; }
 
@@ -64,47 +74,14 @@ setup_packages() {
     [ -c /dev/net/tun ] || ntt_die "/dev/net/tun is missing (the tun kernel module is needed)"
 }
 
-# ansible-test --venv first bootstraps pip with a get-pip.py script it downloads from the
-# internet. Give it an offline stand-in (ensurepip, then pip from the package index) under the
-# name it looks for, unless a real script is already cached there.
-setup_ansible_test_pip() {
-    local version cache marker="# netdev.tuntap offline get-pip stand-in"
-    version="$(python - <<'EOF'
-import os, re, ansible_test
-src = open(os.path.join(os.path.dirname(ansible_test.__file__), "_internal", "python_requirements.py")).read()
-print(re.search(r"default_packages = dict\(\s*pip='([0-9.]+)'", src).group(1))
-EOF
-)" || ntt_die "cannot tell which pip version ansible-test wants"
-    cache="$HOME/.ansible/test/cache/get_pip_${version//./_}.py"
-    if [ -f "$cache" ] && ! grep -qF "$marker" "$cache"; then
-        return 0 # a real get-pip.py, downloaded by ansible-test itself
-    fi
-    mkdir -p "$(dirname "$cache")"
-    cat >"$cache.tmp" <<EOF
-$marker (written by scripts/test.sh).
-# ansible-test runs it as get-pip.py: python get_pip.py [pip options] pip==X [--no-setuptools] [--no-wheel]
-import subprocess
-import sys
-
-args = [a for a in sys.argv[1:] if a not in ("--no-setuptools", "--no-wheel")]
-subprocess.check_call([sys.executable, "-m", "ensurepip", "--default-pip"], stdout=subprocess.DEVNULL)
-sys.exit(subprocess.call([sys.executable, "-m", "pip", "install", "-q"] + args))
-EOF
-    mv "$cache.tmp" "$cache"
-}
-
 run_setup() {
     mkdir -p "$NTT_OUTPUT"
     setup_packages
     ntt_bootstrap
     ntt_env
-    setup_ansible_test_pip
-    python - <<'EOF'
-import platform
-from importlib.metadata import version
-print("python %s; %s" % (platform.python_version(), ", ".join(
-    "%s %s" % (p, version(p)) for p in ("ansible-core", "pyroute2", "pytest", "ansible-lint", "molecule"))))
-EOF
+    # ansible-test --venv would download get-pip.py from the internet: an offline stand-in.
+    python "$NTT_ROOT/scripts/ntt_install_get_pip.py" || ntt_die "cannot install the get-pip stand-in for ansible-test"
+    python "$NTT_ROOT/scripts/ntt_versions.py"
 }
 
 # ------------------------------------------------------------------------------------------
@@ -130,6 +107,13 @@ run_pytest() {
         echo "pytest collected no tests in $* (exit 5): counted as a failure" >&2
     fi
     return "$rc"
+}
+
+# The integration tests and the molecule scenario attach a real QEMU to taps. Setup installs it;
+# should it still be missing, the stage fails here rather than letting those checks skip.
+require_qemu() {
+    command -v qemu-system-x86_64 >/dev/null 2>&1 ||
+        ntt_die "qemu-system-x86_64 is missing (setup installs qemu-system-x86): the QEMU checks cannot run"
 }
 
 list_ntt_netns() {
@@ -164,6 +148,7 @@ stage_unit() {
 stage_integration() {
     need_root "the integration stage"
     require_path tests/integration
+    require_qemu
     local before rc=0
     before="$(list_ntt_netns)"
     run_pytest integration tests/integration || rc=$?
@@ -176,6 +161,7 @@ stage_integration() {
 stage_pyroute2_min() {
     need_root "the pyroute2_min stage"
     require_path tests/integration requirements/pyroute2-min.txt
+    require_qemu
     local venv="$NTT_ROOT/.venv-pyroute2-min" min_constraints="$NTT_OUTPUT/constraints-pyroute2-min.txt"
     local want before rc=0
     want="$(cat "$NTT_ROOT/requirements/pyroute2-min.txt" "$NTT_ROOT/requirements/constraints.txt" |
@@ -200,7 +186,9 @@ stage_pyroute2_min() {
     return "$rc"
 }
 
-# ansible-doc must render (exit 0, no warning) and show every option.
+# ansible-doc must render (exit 0, no warning) and show every option named after the kind
+# and the name. (That the module's documented options match its argument spec is
+# ansible-test's validate-modules check, in the sanity stage; nothing checks the role's.)
 check_doc() {
     local kind="$1" fqcn="$2" out err
     shift 2
@@ -225,10 +213,20 @@ check_doc() {
     echo "    ... ($(wc -l <"$out") lines${1:+; documents $*})"
 }
 
+# The variables the role reads: guest_taps_* in its tasks, defaults and vars, minus the fact it
+# publishes (guest_taps_devices) and its internal __guest_taps_* names.
+role_inputs() {
+    grep -rhoE '(^|[^_[:alnum:]])guest_taps_[a-z0-9_]+' "$NTT_ROOT/roles/guest_taps" \
+        --include='*.yml' --include='*.j2' | sed -E 's/^[^g]*//' | grep -vx guest_taps_devices | sort -u
+}
+
 stage_doc() {
     require_path plugins/modules/tap_device.py roles/guest_taps/meta/argument_specs.yml
-    check_doc module netdev.tuntap.tap_device "${MODULE_OPTIONS[@]}"
-    check_doc role netdev.tuntap.guest_taps "${ROLE_OPTIONS[@]}"
+    check_doc module netdev.tuntap.tap_device
+    local -a inputs
+    mapfile -t inputs < <(role_inputs)
+    [ "${#inputs[@]}" -gt 0 ] || ntt_die "found no guest_taps_* variable in roles/guest_taps"
+    check_doc role netdev.tuntap.guest_taps "${inputs[@]}"
     # Every documented filter plugin of the collection renders too.
     local f
     for f in $(ansible-doc -t filter -l netdev.tuntap --json 2>/dev/null |
@@ -263,133 +261,28 @@ stage_lint() {
     echo "changelog: OK"
 }
 
-# Build the artifact, install it into an empty collections path and use it from there only.
+# Build the artifact, install it into an empty collections path and use it from there only
+# (tests/artifact: its contents, ad hoc, a playbook with module_defaults and the role).
 stage_artifact() {
     need_root "the artifact stage"
-    require_path README.md plugins/modules/tap_device.py roles/guest_taps
-    local dist="$NTT_OUTPUT/dist" colls="$NTT_OUTPUT/artifact/collections" tarball
+    require_path README.md plugins/modules/tap_device.py roles/guest_taps tests/artifact
+    local dist="$NTT_OUTPUT/dist" colls="$NTT_OUTPUT/artifact/collections" tarball before rc=0
     rm -rf "$dist" "$NTT_OUTPUT/artifact"
     mkdir -p "$dist" "$colls"
     ansible-galaxy collection build "$NTT_ROOT" --output-path "$dist" --force
     tarball="$(ls "$dist"/netdev-tuntap-*.tar.gz)"
-    python - "$tarball" <<'EOF'
-import sys, tarfile
-names = tarfile.open(sys.argv[1]).getnames()
-for must in ("MANIFEST.json", "README.md", "LICENSE", "meta/runtime.yml", "plugins/modules/tap_device.py",
-             "roles/guest_taps/tasks/main.yml", "roles/guest_taps/meta/argument_specs.yml"):
-    if must not in names:
-        sys.exit("the artifact lacks %s" % must)
-bad = [n for n in names if n.split("/")[0] in (".venv", ".git", ".ci", ".pytest_cache")
-       or n.startswith("tests/output") or "__pycache__" in n or n.endswith((".pyc", ".tar.gz"))]
-if bad:
-    sys.exit("the artifact holds files it should not: %s" % ", ".join(sorted(bad)[:10]))
-print("artifact: %d entries, %s" % (len(names), sys.argv[1]))
-EOF
     ANSIBLE_COLLECTIONS_PATH="$colls" ansible-galaxy collection install "$tarball" -p "$colls" --force
-
+    before="$(list_ntt_netns)"
     # From here on only the installed artifact provides netdev.tuntap.
-    export ANSIBLE_COLLECTIONS_PATH="$colls"
-    local work ns reg out
-    ntt_tmpdir work artifact
-    cd "$work"
-    out="$(ansible-galaxy collection list netdev.tuntap 2>&1)" || true
-    if [ "$(grep -c '^# ' <<<"$out")" -ne 1 ] || ! grep -qF "# $colls/ansible_collections" <<<"$out"; then
-        echo "$out"
-        ntt_die "ansible-galaxy should see netdev.tuntap in $colls and nowhere else"
-    fi
-    ansible-doc netdev.tuntap.tap_device >/dev/null
-    ansible-doc -t role netdev.tuntap.guest_taps >/dev/null
-
-    ntt_netns_new ns artifact
-    reg="$work/registry/registry.json"
-    ip -n "$ns" link add ntt-br0 type bridge
-    ip -n "$ns" link set ntt-br0 up
-
-    # 1. ad hoc, twice with one lease: same device, second run unchanged.
-    adhoc() {
-        ansible localhost -m netdev.tuntap.tap_device -a "$1" </dev/null
-    }
-    for run in 1 2; do
-        echo "\$ ansible localhost -m netdev.tuntap.tap_device -a 'name=vnet%d lease=artifact/adhoc netns=$ns registry=$reg'"
-        out="$(adhoc "name=vnet%d lease=artifact/adhoc netns=$ns registry=$reg")" || {
-            echo "$out"
-            ntt_die "ad-hoc run $run failed"
-        }
-        printf "%s\n" "$out" | tee "$work/adhoc$run.json"
-    done
-    python - "$work/adhoc1.json" "$work/adhoc2.json" <<'EOF'
-import json, re, sys
-# "localhost | CHANGED => {...}" (the ad-hoc output users see)
-r = [json.loads(open(p).read().split("=> ", 1)[1]) for p in sys.argv[1:]]
-assert r[0]["changed"] is True and re.fullmatch(r"vnet\d+", r[0]["name"]), r[0]
-assert r[1]["changed"] is False and r[1]["name"] == r[0]["name"], r[1]
-print("ad hoc: %s created, second run unchanged" % r[0]["name"])
-open(sys.argv[1] + ".name", "w").write(r[0]["name"])
-EOF
-    local first
-    first="$(cat "$work/adhoc1.json.name")"
-    ip -n "$ns" -d link show "$first" | grep -q 'tun type tap' || ntt_die "$first is not a tap in $ns"
-
-    # 2. a playbook: module_defaults through the action group, release, no reuse, the role.
-    cat >"$work/play.yml" <<EOF
-- name: Use the installed artifact
-  hosts: localhost
-  gather_facts: false
-  module_defaults:
-    group/netdev.tuntap.tuntap:
-      netns: $ns
-      registry: $reg
-  tasks:
-    - name: A leased tap, netns and registry from module_defaults
-      netdev.tuntap.tap_device:
-        name: vnet%d
-        lease: artifact/play
-      register: leased
-    - name: Remove the ad-hoc device's lease
-      netdev.tuntap.tap_device:
-        lease: artifact/adhoc
-        state: absent
-      register: removed
-    - name: Allocate another name after the release
-      netdev.tuntap.tap_device:
-        devices:
-          - name: vnet%d
-            lease: artifact/after
-      register: after
-    - name: The role, from the artifact
-      ansible.builtin.include_role:
-        name: netdev.tuntap.guest_taps
-      vars:
-        guest_taps_netns: $ns
-        guest_taps_registry: $reg
-        guest_taps_install_deps: false
-        guest_taps_guests:
-          - name: g1
-            nics:
-              - bridge: ntt-br0
-                mac: "52:54:00:12:34:56"
-    - name: Check
-      ansible.builtin.assert:
-        that:
-          - leased.changed
-          - leased.netns == "$ns"
-          - removed.changed
-          - after.devices[0].name != "$first"
-          - (after.devices[0].id | int) > (leased.id | int)
-          - guest_taps_devices.g1 | length == 1
-    - name: Report
-      ansible.builtin.debug:
-        msg: "{{ leased.name }} {{ after.devices[0].name }} {{ guest_taps_devices.g1[0] }}"
-EOF
-    echo "\$ ansible-playbook play.yml   (module_defaults: group/netdev.tuntap.tuntap)"
-    ansible-playbook "$work/play.yml" </dev/null
-    grep -q '"artifact/play"' "$reg" || ntt_die "the registry $reg has no lease artifact/play"
-    ip -n "$ns" link show "$first" >/dev/null 2>&1 && ntt_die "$first still exists after state=absent"
-    echo "artifact: OK"
+    NTT_ARTIFACT_TARBALL="$tarball" NTT_ARTIFACT_COLLECTIONS="$colls" ANSIBLE_COLLECTIONS_PATH="$colls" \
+        run_pytest artifact tests/artifact || rc=$?
+    check_netns_leaks "$before" || rc=1
+    return "$rc"
 }
 
 stage_molecule() {
     require_path scripts/molecule.sh molecule/default/molecule.yml
+    require_qemu
     local before rc=0
     before="$(list_ntt_netns)"
     bash "$NTT_ROOT/scripts/molecule.sh" </dev/null || rc=$?
@@ -405,35 +298,38 @@ stage_demo() {
 # ------------------------------------------------------------------------------------------
 # driver
 
-describe() {
-    case "$1" in
-        unit) echo "pytest tests/unit" ;;
-        integration) echo "pytest tests/integration (real devices in throwaway namespaces)" ;;
-        pyroute2_min) echo "pytest tests/integration again with pyroute2 0.7.2, the oldest supported" ;;
-        doc) echo "ansible-doc: module, role, filters" ;;
-        sanity) echo "ansible-test sanity on the installed collection" ;;
-        lint) echo "ansible-lint (production profile), antsibull-changelog lint" ;;
-        artifact) echo "ansible-galaxy collection build, install, use it ad hoc and in a playbook" ;;
-        molecule) echo "molecule test (scripts/molecule.sh)" ;;
-        demo) echo "the README's main job (scripts/demo.sh)" ;;
-    esac
+stage_index() {
+    local i
+    for i in "${!STAGE_NAMES[@]}"; do
+        [ "${STAGE_NAMES[i]}" = "$1" ] && { echo "$i"; return 0; }
+    done
+    return 1
+}
+
+stages_in_set() {
+    local i
+    for i in "${!STAGE_NAMES[@]}"; do
+        [ "${STAGE_SETS[i]}" = "$1" ] && echo "${STAGE_NAMES[i]}"
+    done
 }
 
 if [ "${1:-}" = "--run-stage" ]; then
     # Internal: one stage in its own process (so a time limit can end all of it).
+    i="$(stage_index "$2")" || ntt_die "unknown stage '$2'"
     ntt_env
     export ANSIBLE_NOCOLOR=1 ANSIBLE_FORCE_COLOR=0 PY_COLORS=0
-    "stage_$2"
+    "${STAGE_FUNCS[i]}"
     exit 0
 fi
 
+mapfile -t default_stages < <(stages_in_set all)
 stages=()
 for arg in "$@"; do
     case "$arg" in
-        all) stages+=("${ALL_STAGES[@]}") ;;
+        all) stages+=("${default_stages[@]}") ;;
         --list)
-            for s in "${ALL_STAGES[@]}" "${OPTIONAL_STAGES[@]}"; do printf '%-12s %s\n' "$s" "$(describe "$s")"; done
-            echo "(all = ${ALL_STAGES[*]}; demo only when named)"
+            for i in "${!STAGE_NAMES[@]}"; do printf '%-12s %s\n' "${STAGE_NAMES[i]}" "${STAGE_DESCS[i]}"; done
+            echo "(all = ${default_stages[*]}; $(stages_in_set named | tr '\n' ' ')only when named)"
             exit 0
             ;;
         -h | --help)
@@ -441,14 +337,13 @@ for arg in "$@"; do
             exit 0
             ;;
         *)
-            if [ "$(type -t "stage_$arg")" != "function" ]; then
-                ntt_die "unknown stage '$arg' (stages: ${ALL_STAGES[*]} ${OPTIONAL_STAGES[*]} all)"
-            fi
+            stage_index "$arg" >/dev/null ||
+                ntt_die "unknown stage '$arg' (stages: ${STAGE_NAMES[*]} all)"
             stages+=("$arg")
             ;;
     esac
 done
-[ "${#stages[@]}" -gt 0 ] || stages=("${ALL_STAGES[@]}")
+[ "${#stages[@]}" -gt 0 ] || stages=("${default_stages[@]}")
 
 run_start=$SECONDS
 results=()
@@ -467,43 +362,32 @@ trap '[ -n "$stage_pid" ] && kill -TERM "$stage_pid" 2>/dev/null; exit 130' INT
 trap '[ -n "$stage_pid" ] && kill -TERM "$stage_pid" 2>/dev/null; exit 143' TERM
 
 n=0
-for stage in "${stages[@]}"; do
+for name in "${stages[@]}"; do
     n=$((n + 1))
-    header "[$n/${#stages[@]}] $stage: $(describe "$stage")"
+    header "[$n/${#stages[@]}] $name: ${STAGE_DESCS[$(stage_index "$name")]}"
     t0=$SECONDS
     rc=0
     # timeout puts the stage in its own process group and ends all of it at the limit.
-    timeout -k 30 "${NTT_STAGE_TIMEOUT:-1500}" bash "$0" --run-stage "$stage" </dev/null &
+    timeout -k 30 "${NTT_STAGE_TIMEOUT:-1500}" bash "$0" --run-stage "$name" </dev/null &
     stage_pid=$!
     wait "$stage_pid" || rc=$?
     stage_pid=""
     dt=$((SECONDS - t0))
     if [ "$rc" -eq 0 ]; then
-        results+=("$(printf '  %-4s  %-12s %5d s' PASS "$stage" "$dt")")
-        echo "---- $stage: PASS ($dt s)"
+        results+=("$(printf '  %-4s  %-12s %5d s' PASS "$name" "$dt")")
+        echo "---- $name: PASS ($dt s)"
     else
-        [ "$rc" -eq 124 ] && echo "---- $stage: timed out after ${NTT_STAGE_TIMEOUT:-1500} s"
-        results+=("$(printf '  %-4s  %-12s %5d s  (exit %d)' FAIL "$stage" "$dt" "$rc")")
-        failed+=("$stage")
-        echo "---- $stage: FAIL (exit $rc, $dt s)"
+        [ "$rc" -eq 124 ] && echo "---- $name: timed out after ${NTT_STAGE_TIMEOUT:-1500} s"
+        results+=("$(printf '  %-4s  %-12s %5d s  (exit %d)' FAIL "$name" "$dt" "$rc")")
+        failed+=("$name")
+        echo "---- $name: FAIL (exit $rc, $dt s)"
     fi
 done
 
 header "summary"
 printf '%s\n' "${results[@]}"
 if compgen -G "$JUNIT_DIR/*.xml" >/dev/null; then
-    python3 - "$JUNIT_DIR"/*.xml <<'EOF'
-import sys
-import xml.etree.ElementTree as ET
-t = f = s = 0
-for path in sys.argv[1:]:
-    root = ET.parse(path).getroot()
-    for suite in ([root] if root.tag == "testsuite" else root.iter("testsuite")):
-        t += int(suite.get("tests", 0))
-        f += int(suite.get("failures", 0)) + int(suite.get("errors", 0))
-        s += int(suite.get("skipped", 0))
-print("pytest: %d passed, %d failed, %d skipped" % (t - f - s, f, s))
-EOF
+    python3 "$NTT_ROOT/scripts/ntt_junit_tally.py" "$JUNIT_DIR"/*.xml
 fi
 total=$((SECONDS - run_start))
 if [ "${#failed[@]}" -eq 0 ]; then

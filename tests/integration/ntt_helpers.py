@@ -10,6 +10,7 @@ import importlib
 import json
 import os
 import pwd
+import re
 import secrets
 import shutil
 import subprocess
@@ -457,3 +458,51 @@ def write_playbook(directory, text: str, name: str = "playbook.yml") -> str:
     with open(path, "w", encoding="utf-8") as handle:
         handle.write(textwrap.dedent(text).lstrip())
     return path
+
+
+# --------------------------------------------------------------------------- messages
+
+# The module's warnings, matched by their wording (plugins/module_utils: _engine, _plan,
+# _registry). re.escape() the values put in, and anchor with fullmatch (assert_warnings).
+CHECK_MODE_WARNING = (r"check mode: predicted names may differ in a real run if another run allocates from "
+                      r"the same registry in the meantime")
+
+
+def lease_moved_warning(lease: str, old: str, new: str) -> str:
+    return (r"lease %s: its device name %s is now held by .+, so the lease was moved to the fresh name %s"
+            % tuple(re.escape(repr(v)) for v in (lease, old, new)))
+
+
+def registry_rebuilt_warning(path, source: str) -> str:
+    """A real run that moved an unusable registry aside; ``source`` is a regex."""
+    path = re.escape(str(path))
+    return (r"registry %s was unusable: .+\. It was moved aside to %s\.corrupt-\d{8}T\d{6}(\.\d+)? and rebuilt "
+            r"from %s and the devices present" % (path, path, source))
+
+
+def registry_check_mode_warning(path, source: str) -> str:
+    return (r"registry %s is unusable: .+\. A real run would move it aside and rebuild it from %s and the "
+            r"devices present" % (re.escape(str(path)), source))
+
+
+def interrupted_run_warning(path) -> str:
+    return (r"registry %s records a run that was interrupted before it finished; its devices were checked and "
+            r"counters kept above the numbers it used" % re.escape(str(path)))
+
+
+def adopted_warning(names) -> str:
+    names = sorted(names)
+    return (r"adopted %d device\(s\) that the registry did not record \(left by an interrupted run or a lost "
+            r"registry\): %s" % (len(names), re.escape(", ".join(names))))
+
+
+def assert_warnings(result: dict, *patterns: str, ignore: str | None = None) -> None:
+    """The result's warnings are exactly ``patterns`` (regexes, full match), in that order,
+    once the warnings matching ``ignore`` are left out."""
+    warnings = result.get("warnings")
+    assert isinstance(warnings, list), result
+    if ignore is not None:
+        warnings = [w for w in warnings if not re.fullmatch(ignore, w, re.S)]
+    assert len(warnings) == len(patterns), "warnings %r, expected %d matching %r" % (warnings, len(patterns), patterns)
+    for warning, pattern in zip(warnings, patterns):
+        assert re.fullmatch(pattern, warning, re.S), "warning %r does not match %r" % (warning, pattern)

@@ -13,6 +13,9 @@ import ntt_helpers as h
 pytestmark = [pytest.mark.integration, pytest.mark.root]
 
 T = "vmt%d"
+# The planner's wording when a template has no number left (plugins/module_utils/_plan.py).
+NO_FREE_NAME = re.compile(r"no free name for template 'vmt%d': every number from 0 to max_id \d+ is taken by a device "
+                          r"in this namespace, leased, or released less than reuse_delay \(\d+ s\) ago")
 
 
 def test_template_gives_increasing_names_matching_the_kernel(api, ns):
@@ -80,7 +83,7 @@ def test_delete_then_allocate_never_reuses(api, ns, registry):
     nxt = api(name=T)
     assert nxt["name"] == "vmt3", "freed names vmt0/vmt2 must not be reused"
     assert h.tun_names(ns) == {"vmt1", "vmt3"}
-    assert h.read_registry(registry)["counters"][T] in (3, 4)  # last used (or next)
+    assert h.read_registry(registry)["counters"][T] == 3, "the counter is the last number handed out"
 
 
 def test_sequence_continues_in_a_new_process(api, ns, registry):
@@ -144,7 +147,7 @@ def test_wraparound_reuses_after_reuse_delay(api, ns, registry):
         api(name=T, max_id=2)
     api(name="vmt1", state="absent", max_id=2)
     message = api.fails(name=T, max_id=2)  # default reuse_delay 3600 holds vmt1 back
-    assert T in message
+    assert NO_FREE_NAME.search(message) and "reuse_delay (3600 s)" in message, message
     assert h.tun_names(ns) == {"vmt0", "vmt2"}
     time.sleep(1.1)
     result = api(name=T, max_id=2, reuse_delay=1)
@@ -160,18 +163,16 @@ def test_a_short_reuse_delay_does_not_end_the_hold_for_later_runs(api, ns, regis
     api(name="other%d", reuse_delay=0)          # a run that would drop every record older than 0 s
     assert "vmt1" in h.read_registry(registry)["released"]
     message = api.fails(name=T, max_id=2)
-    assert T in message
+    assert NO_FREE_NAME.search(message) and "reuse_delay (3600 s)" in message, message
     assert h.tun_names(ns) == {"vmt0", "vmt2", "other0"}
 
 
-def test_exhaustion_fails_fast_with_a_clear_message(api, ns, registry):
+def test_exhaustion_fails_with_a_clear_message_and_changes_nothing(api, ns, registry):
     for _run in range(3):
         api(name=T, max_id=2)
     before = h.read_registry(registry)
-    started = time.monotonic()
     message = api.fails(name=T, max_id=2)
-    assert time.monotonic() - started < 2
-    assert T in message and re.search(r"free|exhaust|unusable|available|no name", message, re.I), message
+    assert NO_FREE_NAME.search(message) and "max_id 2" in message, message
     assert h.tun_names(ns) == {"vmt0", "vmt1", "vmt2"}
     assert h.read_registry(registry)["counters"] == before["counters"]
 
@@ -182,7 +183,7 @@ def test_exhaustion_by_leases_in_another_namespace(make_ns, registry):
     for index in range(2):
         h.Api(one, registry)(name=T, max_id=1, lease="other/%d" % index)
     message = h.Api(two, registry).fails(name=T, max_id=1)
-    assert T in message
+    assert NO_FREE_NAME.search(message) and "max_id 1" in message, message
     assert h.tun_names(two) == set()
 
 
@@ -197,8 +198,10 @@ BAD_NAMES = [
 @pytest.mark.parametrize("name", BAD_NAMES, ids=[repr(n) for n in BAD_NAMES])
 def test_bad_names_fail_naming_the_value_and_change_nothing(api, ns, registry, name):
     message = api.fails(name=name)
-    if name and not any(c in name for c in "\t"):
-        assert name in message or repr(name) in message, message
+    if name:
+        assert repr(name) in message, message
+    else:
+        assert "name must be a non-empty string" in message, message
     assert h.non_lo(ns) == set()
     assert not os.path.exists(os.path.dirname(registry)), "nothing may be written for bad input"
 
@@ -249,7 +252,7 @@ def test_registry_directory_and_file_modes(api, ns, registry):
     assert h.read_registry(prev)["version"] == 1
     data = h.read_registry(registry)
     assert data["version"] == 1 and set(data["counters"]) == {T}
-    assert data["counters"][T] in (1, 2)  # last used (or next)
+    assert data["counters"][T] == 1, "the counter is the last number handed out"
 
 
 def test_existing_registry_directory_is_not_chmodded(ns, tmp_path):
@@ -267,7 +270,7 @@ def test_check_mode_on_a_fresh_host_changes_nothing(api, ns, registry):
     assert result["changed"] is True
     assert result["name"] == "vmt0" and result["id"] == 0
     assert result["ifindex"] is None
-    assert result["warnings"], "check mode must warn that concurrent runs may change the prediction"
+    h.assert_warnings(result, h.CHECK_MODE_WARNING)
     assert h.non_lo(ns) == set()
     assert not os.path.exists(os.path.dirname(registry)), \
         "check mode must not create the registry directory, file or lock"
@@ -280,7 +283,8 @@ def test_check_mode_predicts_the_next_name_and_changes_nothing(api, ns, registry
     links_before = h.links(ns)
     predicted = api(check_mode=True, name=T, lease="b")
     assert (predicted["changed"], predicted["name"], predicted["id"]) == (True, "vmt2", 2)
-    assert predicted["ifindex"] is None and predicted["warnings"]
+    assert predicted["ifindex"] is None
+    h.assert_warnings(predicted, h.CHECK_MODE_WARNING)
     assert h.tree_snapshot(os.path.dirname(registry)) == before
     assert h.links(ns) == links_before
     real = api(name=T, lease="b")
@@ -292,6 +296,7 @@ def test_check_mode_on_existing_lease_and_settings(api, ns, registry):
     before = h.tree_snapshot(os.path.dirname(registry))
     same = api(check_mode=True, name=T, lease="a", mtu=1400)
     assert same["changed"] is False and same["name"] == made["name"]
+    h.assert_warnings(same)  # nothing is allocated: no prediction to warn about
     assert same["ifindex"] == made["ifindex"]
     change = api(check_mode=True, name=T, lease="a", mtu=1300, up=False)
     assert change["changed"] is True and change["name"] == made["name"]
@@ -308,10 +313,15 @@ def test_check_mode_does_not_move_a_corrupt_registry_aside(api, ns, registry):
     with open(registry, "w", encoding="utf-8") as handle:
         handle.write("{not json")
     before = h.tree_snapshot(os.path.dirname(registry))
-    try:
-        api(check_mode=True, name=T, lease="b")
-    except h.engine().TapError:
-        pass  # failing is acceptable; touching anything is not
+    result = api(check_mode=True, name=T, lease="b")
+    # Rebuilt in memory from the previous generation (no lease yet) and the marked vmt0:
+    # lease a is adopted, so b gets the next number.
+    assert (result["changed"], result["name"]) == (True, "vmt1"), result
+    # (The previous generation's finished intent also raises an "interrupted run" warning: see
+    # test_registry.py::test_recovery_from_the_previous_generation_does_not_claim_an_interrupted_run.)
+    h.assert_warnings(result, h.registry_check_mode_warning(registry, r"the previous generation .+\.prev"),
+                      h.adopted_warning(["vmt0"]), h.CHECK_MODE_WARNING,
+                      ignore=h.interrupted_run_warning(registry))
     assert h.tree_snapshot(os.path.dirname(registry)) == before
     assert h.tun_names(ns) == {"vmt0"}
 
@@ -321,7 +331,8 @@ def test_check_mode_does_not_move_a_corrupt_registry_aside(api, ns, registry):
 def test_diff_mode_reports_before_and_after(api, ns):
     created = api(diff=True, name=T, lease="a", mtu=1400)
     assert "diff" in created and {"before", "after"} <= set(created["diff"]), created.get("diff")
-    assert created["diff"]["before"] != created["diff"]["after"]
+    assert created["diff"]["after"].get("mtu") == 1400, created["diff"]
+    assert created["diff"]["before"].get("mtu") is None, created["diff"]
     changed = api(diff=True, name=T, lease="a", mtu=1300)
     before, after = changed["diff"]["before"], changed["diff"]["after"]
     assert before.get("mtu") == 1400 and after.get("mtu") == 1300, changed["diff"]

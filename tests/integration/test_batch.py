@@ -51,7 +51,8 @@ def test_batch_check_mode_predicts_distinct_names_and_changes_nothing(api, ns, r
     links_before = h.links(ns)
     result = api(check_mode=True, devices=[{"name": T, "lease": "a"}, {"name": T, "lease": "b"},
                                            {"name": T, "lease": "c"}])
-    assert result["changed"] is True and result["warnings"]
+    assert result["changed"] is True
+    h.assert_warnings(result, h.CHECK_MODE_WARNING)
     assert [d["name"] for d in result["devices"]] == ["vmt0", "vmt1", "vmt2"]
     assert [d["changed"] for d in result["devices"]] == [False, True, True]
     assert [d["ifindex"] is None for d in result["devices"]] == [False, True, True]
@@ -99,13 +100,15 @@ def test_batch_duplicate_against_existing_state_changes_nothing(api, ns, registr
     api(devices=[{"name": T, "lease": "a"}])
     before = h.tree_snapshot(os.path.dirname(registry))
     message = api.fails(devices=[{"name": T, "lease": "b"}, {"name": T, "lease": "b"}])
-    assert "lease" in message
+    assert "lease" in message and "'b'" in message, message
+    assert re.search(r"\b0\b", message) and re.search(r"\b1\b", message), message
     assert h.tun_names(ns) == {"vmt0"}
     assert h.tree_snapshot(os.path.dirname(registry)) == before
 
 
 def test_batch_name_and_devices_are_mutually_exclusive(api, ns):
-    api.fails(name=T, devices=[{"name": T}])
+    message = api.fails(name=T, devices=[{"name": T}])
+    assert "devices and name are mutually exclusive" in message, message
     assert h.non_lo(ns) == set()
 
 
@@ -131,7 +134,7 @@ def test_prune_prefix_respects_in_use(api, ns, registry, hold_tap):
     api(devices=[{"name": T, "lease": "g/a"}, {"name": T, "lease": "g/b"}])
     hold_tap(ns, "vmt0")
     message = api.fails(devices=[{"name": T, "lease": "g/b"}], prune_prefix="g/")
-    assert "vmt0" in message
+    assert "'g/a'" in message and "'vmt0' is in use" in message and "force: true" in message, message
     assert "vmt0" in h.links(ns)
     assert "g/a" in h.read_registry(registry)["leases"]
 

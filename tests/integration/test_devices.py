@@ -1,6 +1,7 @@
 """Existing devices: owner/group, reconciliation, foreign kinds, leases, replacement, removal."""
 from __future__ import annotations
 
+import os
 import re
 
 import pytest
@@ -142,7 +143,7 @@ def test_unleased_literal_of_a_different_kind_fails_untouched(api, ns, registry,
 def test_absent_on_non_tuntap_fails_untouched(api, ns):
     h.add_foreign(ns, "dev0")
     message = api.fails(name="dev0", state="absent")
-    assert "dev0" in message
+    assert "'dev0' is" in message and "not a tun/tap device; refusing to delete it" in message, message
     assert "dev0" in h.links(ns)
 
 
@@ -196,7 +197,7 @@ def test_leased_name_taken_by_another_device_gets_a_fresh_number(api, ns, regist
     again = api(name=T, lease="a")
     assert again["changed"] is True
     assert again["name"] == "vmt2", "a fresh number, never the squatted one or a freed one"
-    assert any("vmt0" in w for w in again["warnings"]), again["warnings"]
+    h.assert_warnings(again, h.lease_moved_warning("a", "vmt0", "vmt2"))
     assert h.stable_view(h.link(ns, "vmt0")) == squat_before, "the squatter was touched"
     assert h.read_registry(registry)["leases"]["a"]["name"] == "vmt2"
     h.assert_matches_kernel(ns, again)
@@ -291,10 +292,14 @@ def test_absent_literal_leased_to_someone_else_fails_naming_the_lease(api, ns, r
 def test_absent_template_without_lease_is_an_error(api, ns):
     api(name=T)
     message = api.fails(name=T, state="absent")
-    assert T in message or "lease" in message
+    assert repr(T) in message and "is a template" in message and "give the lease" in message, message
     assert h.tun_names(ns) == {"vmt0"}
 
 
-def test_name_required_unless_absent_with_lease(api, ns):
-    api.fails(lease="x")
-    api.fails(state="absent")
+def test_name_required_unless_absent_with_lease(api, ns, registry):
+    message = api.fails(lease="x")
+    assert "name is required to create a device" in message, message
+    message = api.fails(state="absent")
+    assert "name or lease is required with state 'absent'" in message, message
+    assert h.non_lo(ns) == set()
+    assert not os.path.exists(os.path.dirname(registry)), "nothing may be written for bad input"

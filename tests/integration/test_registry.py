@@ -17,8 +17,10 @@ import ntt_helpers as h
 pytestmark = [pytest.mark.integration, pytest.mark.root]
 
 T = "vmt%d"
-WRITABLE = re.compile(r"writable|owned|owner|permission|mode|insecure|unsafe", re.I)
-SYMLINK = re.compile(r"symlink|symbolic link", re.I)
+# The registry's refusals, by their wording (plugins/module_utils/_registry.py).
+WRITABLE = ("registry {kind} {path} is writable by someone other than root (mode {mode:04o}, owner uid {uid}); "
+            "refusing it because another user could forge allocations")
+SYMLINK = "registry {kind} {path} is a symlink; refusing to follow it"
 
 
 # ----------------------------------------------------------------------------- refusals
@@ -31,7 +33,7 @@ def test_registry_directory_writable_by_others_is_refused(ns, tmp_path, mode, ow
     os.chmod(directory, mode)
     os.chown(directory, owner, -1)
     message = h.Api(ns, directory / "registry.json").fails(name=T)
-    assert WRITABLE.search(message), message
+    assert WRITABLE.format(kind="directory", path=directory, mode=mode, uid=owner) in message, message
     assert os.listdir(directory) == []
     assert h.non_lo(ns) == set()
 
@@ -44,7 +46,7 @@ def test_registry_file_writable_by_others_is_refused(api, ns, registry, mode, ow
     os.chown(registry, owner, -1)
     before = h.tree_snapshot(os.path.dirname(registry))
     message = api.fails(name=T, lease="b")
-    assert WRITABLE.search(message), message
+    assert WRITABLE.format(kind="file", path=registry, mode=mode, uid=owner) in message, message
     assert h.tree_snapshot(os.path.dirname(registry)) == before
     assert h.tun_names(ns) == {"vmt0"}
 
@@ -55,7 +57,7 @@ def test_registry_file_symlink_is_refused(api, ns, registry):
     os.rename(registry, real)
     os.symlink(real, registry)
     message = api.fails(name=T, lease="b")
-    assert SYMLINK.search(message), message
+    assert SYMLINK.format(kind="file", path=registry) in message, message
     assert os.path.islink(registry)
     assert h.tun_names(ns) == {"vmt0"}
 
@@ -65,7 +67,7 @@ def test_registry_directory_symlink_is_refused(ns, tmp_path):
     real.mkdir(mode=0o700)
     os.symlink(real, tmp_path / "reg")
     message = h.Api(ns, tmp_path / "reg" / "registry.json").fails(name=T)
-    assert SYMLINK.search(message), message
+    assert SYMLINK.format(kind="directory", path=tmp_path / "reg") in message, message
     assert os.listdir(real) == []
     assert h.non_lo(ns) == set()
 
@@ -96,8 +98,10 @@ def test_corrupt_registry_is_recovered_with_a_warning(api, ns, registry, kind):
     assert [d["name"] for d in result["devices"]] == ["vmt0", "vmt1", "vmt2"], \
         "leases must come back: a and c from the devices' aliases, b from the previous generation"
     assert [d["changed"] for d in result["devices"]] == [False, True, False]
-    assert any(re.search(r"corrupt|unreadable|invalid|recover|rebuil", w, re.I)
-               for w in result["warnings"]), result["warnings"]
+    # (The "interrupted run" warning that also comes is a defect: see
+    # test_recovery_from_the_previous_generation_does_not_claim_an_interrupted_run.)
+    h.assert_warnings(result, h.registry_rebuilt_warning(registry, r"the previous generation .+\.prev"),
+                      ignore=h.interrupted_run_warning(registry))
     moved = glob.glob(str(registry) + ".corrupt-*")
     assert len(moved) == 1, h.siblings(registry)
     assert re.search(r"\.corrupt-\d{8}T\d{6}(\.\d+)?$", moved[0]), moved
@@ -107,7 +111,6 @@ def test_corrupt_registry_is_recovered_with_a_warning(api, ns, registry, kind):
     assert data["version"] == 1
     assert {k: v["name"] for k, v in data["leases"].items()} == {"a": "vmt0", "b": "vmt1", "c": "vmt2"}
     assert data["counters"][T] >= 3, "counters never below the previous generation or the devices"
-    assert any(w for w in result["warnings"] if str(registry) in w or "registry" in w)
     assert api(name=T)["name"] == "vmt4"
     h.assert_matches_kernel(ns, result["devices"][1])
 
@@ -120,11 +123,27 @@ def test_corrupt_registry_without_previous_generation_rebuilt_from_aliases(api, 
         os.unlink(leftover)
     result = api(name=T, lease="a")
     assert result["name"] == "vmt0" and result["changed"] is False
-    assert result["warnings"]
+    h.assert_warnings(result, h.registry_rebuilt_warning(registry, re.escape("nothing (no usable previous generation)")),
+                      h.adopted_warning(["lit0", "vmt0"]))
     assert glob.glob(str(registry) + ".corrupt-*")
     data = h.read_registry(registry)
     assert {k: v["name"] for k, v in data["leases"].items()} == {"a": "vmt0", "b": "lit0"}
     assert api(name=T)["name"] == "vmt1"
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "defect: registry.json.prev keeps the intent of the last (finished) run, so rebuilding a corrupt "
+    "registry from it warns 'records a run that was interrupted before it finished' although no run was "
+    "interrupted (_engine.adopt_orphans reads any intent in the recovered state as an interrupted run)"))
+def test_recovery_from_the_previous_generation_does_not_claim_an_interrupted_run(api, ns, registry):
+    api(name=T, lease="a")  # finished normally
+    api(name=T, lease="b")  # finished normally; registry.json.prev is written by this run
+    with open(registry, "w", encoding="utf-8") as handle:
+        handle.write("{not json")
+    result = api(name=T, lease="a")
+    assert (result["changed"], result["name"]) == (False, "vmt0"), result
+    interrupted = [w for w in result["warnings"] if re.fullmatch(h.interrupted_run_warning(registry), w)]
+    assert interrupted == [], "no run was interrupted, yet: %r" % interrupted
 
 
 # ----------------------------------------------------------------------------- concurrency
@@ -227,6 +246,8 @@ def test_sigkill_mid_batch_then_next_run_adopts(ns, registry):
     started = time.monotonic()
     result = h.Api(ns, registry)(devices=devices)
     elapsed = time.monotonic() - started
+    interrupted = [w for w in result["warnings"] if re.fullmatch(h.interrupted_run_warning(registry), w)]
+    assert len(interrupted) == 1, "the recovery run must say a run was interrupted: %r" % result["warnings"]
     items = result["devices"]
     by_lease = {d["lease"]: d["name"] for d in items}
     assert len(by_lease) == count and len(set(by_lease.values())) == count, "duplicates"
