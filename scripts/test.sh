@@ -77,6 +77,8 @@ setup_packages() {
 run_setup() {
     mkdir -p "$NTT_OUTPUT"
     setup_packages
+    # The oldest Python the module claims (tests/config.yml): Debian 11's CPython, unpacked privately.
+    bash "$NTT_ROOT/scripts/oldest_python.sh" >/dev/null || ntt_die "cannot obtain the oldest supported CPython"
     ntt_bootstrap
     ntt_env
     # ansible-test --venv would download get-pip.py from the internet: an offline stand-in.

@@ -98,10 +98,7 @@ def test_corrupt_registry_is_recovered_with_a_warning(api, ns, registry, kind):
     assert [d["name"] for d in result["devices"]] == ["vmt0", "vmt1", "vmt2"], \
         "leases must come back: a and c from the devices' aliases, b from the previous generation"
     assert [d["changed"] for d in result["devices"]] == [False, True, False]
-    # (The "interrupted run" warning that also comes is a defect: see
-    # test_recovery_from_the_previous_generation_does_not_claim_an_interrupted_run.)
-    h.assert_warnings(result, h.registry_rebuilt_warning(registry, r"the previous generation .+\.prev"),
-                      ignore=h.interrupted_run_warning(registry))
+    h.assert_warnings(result, h.registry_rebuilt_warning(registry, r"the previous generation .+\.prev"))
     moved = glob.glob(str(registry) + ".corrupt-*")
     assert len(moved) == 1, h.siblings(registry)
     assert re.search(r"\.corrupt-\d{8}T\d{6}(\.\d+)?$", moved[0]), moved
@@ -131,10 +128,6 @@ def test_corrupt_registry_without_previous_generation_rebuilt_from_aliases(api, 
     assert api(name=T)["name"] == "vmt1"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "defect: registry.json.prev keeps the intent of the last (finished) run, so rebuilding a corrupt "
-    "registry from it warns 'records a run that was interrupted before it finished' although no run was "
-    "interrupted (_engine.adopt_orphans reads any intent in the recovered state as an interrupted run)"))
 def test_recovery_from_the_previous_generation_does_not_claim_an_interrupted_run(api, ns, registry):
     api(name=T, lease="a")  # finished normally
     api(name=T, lease="b")  # finished normally; registry.json.prev is written by this run
