@@ -33,7 +33,7 @@ author:
 requirements:
   - Linux with the C(tun) driver (C(/dev/net/tun)).
   - Root, or CAP_NET_ADMIN (use C(become=true)).
-  - pyroute2 >= 0.7.2 on the target.
+  - Python 3.9 or newer and pyroute2 >= 0.7.2 on the target.
 attributes:
   check_mode:
     description: Can run in check_mode and return changed status prediction without modifying target.
