@@ -23,9 +23,11 @@ from ansible_collections.netdev.tuntap.plugins.module_utils._names import (
     InvalidName, is_template, validate_name, validate_template)
 from ansible_collections.netdev.tuntap.plugins.module_utils._kernel._netns import NetnsError, validate_netns_name
 from ansible_collections.netdev.tuntap.plugins.module_utils._values import (
-    MTU_RANGE, lease_problem, mac_problem, normalize_mac)
+    MTU_RANGE, external_ids_problem, lease_problem, mac_problem, normalize_mac, parse_trunk, vlan_problem)
 
 DEFAULT_REGISTRY = "/var/lib/netdev_tuntap/registry.json"
+LEASE_EXTERNAL_ID = "netdev-tuntap-lease"   # the OVS Interface key that names the lease of a port
+TXQUEUELEN_RANGE = (1, 2 ** 31 - 1)
 ID_LIMIT = 2 ** 31 - 1
 
 DEVICE_OPTIONS = dict(
@@ -43,6 +45,14 @@ DEVICE_OPTIONS = dict(
     bridge=dict(type="str"),
     up=dict(type="bool", default=True),
     force=dict(type="bool", default=False),
+    bridge_type=dict(type="str", default="auto", choices=["auto", "linux", "ovs"]),
+    # vlan and trunk are checked by _values (raw here), so that "x", 0 and 4095 get one message.
+    vlan=dict(type="raw"),
+    trunk=dict(type="list", elements="raw"),
+    bridge_vlan_filtering=dict(type="bool", default=False),
+    external_ids=dict(type="dict"),
+    ipv6=dict(type="bool"),
+    txqueuelen=dict(type="int"),
 )
 
 TASK_OPTIONS = dict(
@@ -55,6 +65,8 @@ TASK_OPTIONS = dict(
     devices=dict(type="list", elements="dict"),
     prune_prefix=dict(type="str"),
     remove_prefixes=dict(type="list", elements="str"),
+    ovs_db=dict(type="str"),
+    ovs_timeout=dict(type="int", default=10),
 )
 
 ARGUMENT_SPEC = dict(TASK_OPTIONS, **DEVICE_OPTIONS)
@@ -87,6 +99,17 @@ class DeviceSpec:
     bridge: str | None         # "" detaches from any bridge
     up: bool
     force: bool
+    bridge_type: str = "auto"          # "auto", "linux" or "ovs"
+    vlan: int | None = None            # untagged PVID (OVS: tag)
+    trunk: list | None = None          # tagged VLANs as (low, high) ranges (OVS: trunks)
+    bridge_vlan_filtering: bool = False
+    external_ids: dict | None = None   # OVS Interface external_ids the task gives
+    ipv6: bool | None = None           # None: off for a new device, left alone on an existing one
+    txqueuelen: int | None = None
+
+    @property
+    def vlans_given(self) -> bool:
+        return self.vlan is not None or self.trunk is not None
 
     def label(self) -> str:
         """How messages refer to this device request."""
@@ -106,6 +129,8 @@ class TaskSpec:
     devices: list
     batch: bool
     remove_prefixes: list = field(default_factory=list)
+    ovs_db: str | None = None
+    ovs_timeout: int = 10
 
     def prefixes(self) -> list:
         """(origin, prefix) of every lease prefix whose leases this task removes."""
@@ -219,6 +244,8 @@ def parse_device(raw: dict, where: str, max_id: int) -> DeviceSpec:
         except InvalidName as exc:
             raise SpecError(str(exc))
     mtu = values["mtu"]
+    port = _port_options(values, where, mode, bridge, lease)
+    txqueuelen = values["txqueuelen"]
     return DeviceSpec(
         where=where, name=name, template=template, lease=lease, state=state, mode=mode,
         owner=resolve_user(values["owner"], where + "owner"),
@@ -226,8 +253,51 @@ def parse_device(raw: dict, where: str, max_id: int) -> DeviceSpec:
         multi_queue=values["multi_queue"], vnet_hdr=values["vnet_hdr"], packet_info=values["packet_info"],
         mtu=None if mtu is None else _in_range(mtu, where + "mtu", *MTU_RANGE),
         mac_address=None if mac is None else _mac(mac, where + "mac_address"),
-        bridge=bridge, up=values["up"], force=values["force"],
-    )
+        bridge=bridge, up=values["up"], force=values["force"], ipv6=values["ipv6"],
+        txqueuelen=None if txqueuelen is None else _in_range(txqueuelen, where + "txqueuelen", *TXQUEUELEN_RANGE),
+        **port)
+
+
+def _port_options(values: dict, where: str, mode: str, bridge: str | None, lease: str | None) -> dict:
+    """vlan, trunk, external_ids and the bridge kind, checked against each other and the bridge."""
+    vlan, trunk, external_ids = values["vlan"], values["trunk"], values["external_ids"]
+    bridge_type = values["bridge_type"]
+    if vlan is not None:
+        why = vlan_problem(vlan)
+        if why:
+            raise SpecError("%svlan %r %s" % (where, vlan, why))
+        vlan = int(vlan)
+    ranges = None
+    if trunk is not None:
+        ranges, why = parse_trunk(trunk)
+        if why:
+            raise SpecError("%strunk %s" % (where, why))
+        if vlan is not None and any(low <= vlan <= high for low, high in ranges):
+            raise SpecError("%strunk contains vlan %d, the untagged VLAN of the port; a VLAN is either the "
+                            "untagged one or in the trunk" % (where, vlan))
+    if external_ids is not None:
+        why = external_ids_problem(external_ids)
+        if why:
+            raise SpecError("%sexternal_ids %s" % (where, why))
+        if LEASE_EXTERNAL_ID in external_ids:
+            raise SpecError("%sexternal_ids key %r is set by the module from the lease; leave it out"
+                            % (where, LEASE_EXTERNAL_ID))
+        external_ids = {key: str(value) for key, value in external_ids.items()}
+    needs_bridge = [opt for opt, value in (("vlan", vlan), ("trunk", ranges), ("external_ids", external_ids),
+                                           ("bridge_vlan_filtering", values["bridge_vlan_filtering"] or None))
+                    if value is not None]
+    if needs_bridge and not bridge:
+        raise SpecError("%s%s needs bridge: VLANs and port ids belong to the port of a bridge; give the "
+                        "bridge the device joins" % (where, needs_bridge[0]))
+    if mode == "tun" and needs_bridge:
+        raise SpecError("%s%s is not allowed with mode 'tun'" % (where, needs_bridge[0]))
+    if external_ids is not None and bridge_type == "linux":
+        raise SpecError("%sexternal_ids needs an Open vSwitch bridge, but bridge_type is 'linux'" % where)
+    if external_ids is not None and lease is None:
+        raise SpecError("%sexternal_ids needs a lease: the port row carries it, so that releasing the lease "
+                        "removes the row" % where)
+    return dict(bridge_type=bridge_type, vlan=vlan, trunk=ranges,
+                bridge_vlan_filtering=values["bridge_vlan_filtering"], external_ids=external_ids)
 
 
 def _check_duplicates(devices: list) -> None:
@@ -304,6 +374,7 @@ def parse_task(params: dict) -> TaskSpec:
     if remove_prefixes and not batch:
         raise SpecError("remove_prefixes needs the batch form: give it alone, or with devices instead of %s"
                         % given[0])
+    ovs_timeout = _in_range(values["ovs_timeout"], "ovs_timeout", 1, 3600)
     return TaskSpec(netns=netns, registry=values["registry"] or DEFAULT_REGISTRY, max_id=max_id,
                     reuse_delay=reuse_delay, prune_prefix=prune_prefix, devices=specs, batch=batch,
-                    remove_prefixes=remove_prefixes)
+                    remove_prefixes=remove_prefixes, ovs_db=values["ovs_db"] or None, ovs_timeout=ovs_timeout)
