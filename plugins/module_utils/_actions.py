@@ -33,6 +33,7 @@ class Removal:
     lease: str | None
     template: str | None
     release_name: bool = True   # False when the name now belongs to another device
+    ovs_port: bool = False      # an Open vSwitch port row of ours names it: remove the row too
 
 
 @dataclass
@@ -52,6 +53,9 @@ class Action:
     removal: Removal | None = None
     lease_changed: bool = False
     origin: str = "pruning"       # for an action without spec: which option asked for it
+    port: dict | None = None      # a new device's bridge port: see Planner._new_port
+    ipv6: bool | None = None      # a new device: IPv6 on (True) or off (False) before it first comes up
+    ovs_record: dict | None = None  # the lease's Open vSwitch port after this action ({bridge, db}), if any
 
     @property
     def changed(self) -> bool:

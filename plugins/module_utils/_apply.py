@@ -10,18 +10,23 @@ devices are created an intent is saved, so a run killed half way is recognised.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import socket
 import traceback
 
 from ansible_collections.netdev.tuntap.plugins.module_utils._actions import Kind
-from ansible_collections.netdev.tuntap.plugins.module_utils._kernel import _tun
+from ansible_collections.netdev.tuntap.plugins.module_utils import _ports
+from ansible_collections.netdev.tuntap.plugins.module_utils._kernel import _brvlan, _hostside, _tun
 from ansible_collections.netdev.tuntap.plugins.module_utils._kernel._links import LinkError, Links
+from ansible_collections.netdev.tuntap.plugins.module_utils._kernel._ovs import Ovs, OvsError
 from ansible_collections.netdev.tuntap.plugins.module_utils._kernel._netns import NetnsError, entered
 from ansible_collections.netdev.tuntap.plugins.module_utils._marks import encode_mark
 from ansible_collections.netdev.tuntap.plugins.module_utils._plan import PlanError, take_next_name
 
 # What a failing action may raise that says what went wrong in words a user can act on.
-EXPECTED_ERRORS = (LinkError, _tun.TunError, NetnsError, PlanError, OSError)
+EXPECTED_ERRORS = (LinkError, _tun.TunError, NetnsError, PlanError, OvsError, OSError)
+LINK_SETTINGS = {"mtu", "mac_address", "master", "up", "alias", "txqueuelen"}
 
 
 class ApplyError(Exception):
@@ -41,6 +46,7 @@ class Applier:
         self.changed = False           # the kernel was changed (a device made, changed or deleted)
         self.replaced_for = None       # the action whose old device was removed before it failed
         self._links: dict = {}         # netns -> Links, each made (and used) inside its namespace
+        self.ovs = Ovs(task.ovs_db, task.ovs_timeout)
 
     def apply(self, actions: list) -> None:
         creating = [a for a in actions if a.kind is Kind.CREATE]
@@ -119,8 +125,8 @@ class Applier:
             self._create(action)
         elif action.kind is Kind.RECONCILE:
             self._reconcile(action)
-        elif action.kind is Kind.DELETE:
-            self._delete(action.removal)
+        elif action.kind in (Kind.DELETE, Kind.RELEASE):
+            self._delete(action.removal)  # RELEASE: the device is gone, a port row may not be
         self.ledger.record(action, hold)
 
     def _create(self, action) -> None:
@@ -133,10 +139,22 @@ class Applier:
             links = self._links_in(action.netns)
 
             def configure(confirmed: str) -> None:
-                # Runs before TUNSETPERSIST: a device that survives always carries its mark.
-                links.configure(confirmed, socket.if_nametoindex(confirmed), mtu=spec.mtu,
+                # Runs before TUNSETPERSIST: a device that survives always carries its mark, and one
+                # whose port could not be made is gone when this raises.
+                if not action.ipv6:
+                    # Before the link first comes up: no link-local address, no router advertisement.
+                    _hostside.set_ipv6(confirmed, False)
+                port = action.port or {}
+                if port.get("filtering"):
+                    self._vlan_filtering(port["filtering"])
+                index = socket.if_nametoindex(confirmed)
+                links.configure(confirmed, index, mtu=spec.mtu,
                                 mac_address=spec.mac_address, master=action.master, up=spec.up,
-                                alias=encode_mark(action.lease, action.template))
+                                alias=encode_mark(action.lease, action.template), txqueuelen=spec.txqueuelen)
+                if port.get("kind") == "linux" and port.get("vlans") is not None:
+                    self._set_vlans(spec, confirmed, index)
+                if port.get("kind") == "ovs":
+                    self._add_ovs_port(port["bridge"], confirmed, port["settings"], port["external_ids"])
 
             while True:
                 try:
@@ -158,16 +176,88 @@ class Applier:
                 flags = _tun.tun_flags(tun.mode, tun.multi_queue, tun.vnet_hdr, tun.packet_info)
                 _tun.set_owner_group(device.name, flags, changes.get("owner"), changes.get("group"))
                 self.changed = True
-            if changes.keys() - {"owner", "group"}:
+            if "ovs_detach" in changes:
+                self.ovs.del_port(device.name)
+                self.changed = True
+            if "vlan_filtering" in changes:
+                self._vlan_filtering(changes["vlan_filtering"])
+                self.changed = True
+            if changes.keys() & LINK_SETTINGS:
                 self._links_in(action.netns).configure(
                     device.name, device.index, mtu=changes.get("mtu"), mac_address=changes.get("mac_address"),
-                    master=changes.get("master"), up=changes.get("up"), alias=changes.get("alias"))
+                    master=changes.get("master"), up=changes.get("up"), alias=changes.get("alias"),
+                    txqueuelen=changes.get("txqueuelen"))
+                self.changed = True
+            if "vlans" in changes:
+                self._set_vlans(action.spec, device.name, device.index)
+                self.changed = True
+            if "ovs_port" in changes:
+                port = changes["ovs_port"]
+                if port["add"]:
+                    self._add_ovs_port(port["bridge"], device.name, port["settings"], port["external_ids"])
+                else:
+                    self.ovs.update_port(device.name, port["settings"], port["external_ids"])
+                self.changed = True
+            if "ipv6" in changes:
+                _hostside.set_ipv6(device.name, changes["ipv6"])
                 self.changed = True
 
     def _delete(self, removal) -> None:
-        """Delete the device of ``removal`` in whatever namespace it lives (if there is one)."""
+        """Delete the device of ``removal`` in whatever namespace it lives (if there is one), and
+        its Open vSwitch port row first, so that no row ever names a device that is gone."""
+        if removal.ovs_port:
+            self.ovs.del_port(removal.name)
+            self.changed = True
         if removal.device is None:
             return
         with entered(removal.netns):
             self._links_in(removal.netns).delete(removal.name, removal.device.index)
         self.changed = True
+
+    # -- bridge ports (inside entered(netns)) -------------------------------------------------
+    @staticmethod
+    def _vlan_filtering(filtering: dict) -> None:
+        try:
+            _brvlan.set_vlan_filtering(filtering["index"], True)
+        except OSError as exc:
+            raise LinkError("turning VLAN filtering on for bridge %r failed: %s%s"
+                            % (filtering["bridge"], exc.strerror or exc, _no_vlan_support(exc)))
+
+    @staticmethod
+    def _set_vlans(spec, name: str, index: int) -> None:
+        """Make the port's VLANs exactly what ``spec`` asks, from what the kernel lists now (a port
+        that just joined a bridge carries the bridge's default PVID, which goes unless asked for)."""
+        try:
+            current = _brvlan.dump_port_vlans().get(index, {})
+            changes = _ports.vlan_changes(spec, current)
+            if changes is None:
+                return
+            _brvlan.add_vlans(index, changes["untagged"], _brvlan.UNTAGGED_PVID)
+            _brvlan.add_vlans(index, changes["tagged"], 0)
+            _brvlan.remove_vlans(index, changes["remove"])
+        except OSError as exc:
+            raise LinkError("setting the VLANs of %r on bridge %r failed: %s%s"
+                            % (name, spec.bridge, exc.strerror or exc, _no_vlan_support(exc)))
+
+    def _add_ovs_port(self, bridge: str, name: str, settings: dict, external_ids: dict) -> None:
+        try:
+            state = self.ovs.add_port(bridge, name, settings, external_ids)
+        except OvsError:
+            # The row may be in the database already (ovs-vswitchd did not confirm it): take it out.
+            with contextlib.suppress(OvsError):
+                self.ovs.del_port(name, wait=False)
+            raise
+        ofport, error = state["ofport"], state["error"]
+        if error or not isinstance(ofport, int) or ofport < 0:
+            # add-port succeeds even for a device OVS cannot open: never leave such a row behind.
+            self.ovs.del_port(name, wait=False)
+            raise OvsError("Open vSwitch could not open %r as a port of bridge %r (ofport %s, error %r); the "
+                           "port row was removed. The device must be in the network namespace ovs-vswitchd "
+                           "runs in" % (name, bridge, ofport, error))
+
+
+def _no_vlan_support(exc: OSError) -> str:
+    if exc.errno == errno.EOPNOTSUPP:
+        return (" (this kernel has no bridge VLAN filtering: it is built without CONFIG_BRIDGE_VLAN_FILTERING; "
+                "use a kernel that has it, or leave vlan and trunk out)")
+    return ""

@@ -40,6 +40,8 @@ class LinkInfo:
     alias: str | None
     tun: TunInfo | None = None
     mark: dict | None = field(default=None)  # our lease/template marker, parsed from the alias
+    txqueuelen: int | None = None
+    vlan_filtering: bool | None = None       # bridges only: whether VLAN filtering is on
 
     @property
     def in_use(self) -> bool:
@@ -85,4 +87,6 @@ def link_info(raw: dict) -> LinkInfo:
         alias=raw["alias"],
         tun=tun,
         mark=decode_mark(raw["alias"]),
+        txqueuelen=raw.get("txqlen"),
+        vlan_filtering=raw.get("vlan_filtering"),
     )

@@ -17,12 +17,16 @@ import os
 import traceback
 
 from ansible_collections.netdev.tuntap.plugins.module_utils import _world
+from ansible_collections.netdev.tuntap.plugins.module_utils._actions import Kind
+from ansible_collections.netdev.tuntap.plugins.module_utils._kernel import _hostside
 from ansible_collections.netdev.tuntap.plugins.module_utils._apply import Applier, ApplyError
 from ansible_collections.netdev.tuntap.plugins.module_utils._kernel._links import LinkError
 from ansible_collections.netdev.tuntap.plugins.module_utils._kernel._netns import (
     NetnsError, missing_netns_error, netns_exists, remember_host)
+from ansible_collections.netdev.tuntap.plugins.module_utils._kernel._ovs import Ovs, OvsError
 from ansible_collections.netdev.tuntap.plugins.module_utils._kernel._tun import TunError
-from ansible_collections.netdev.tuntap.plugins.module_utils._plan import Planner, PlanError, lease_namespaces
+from ansible_collections.netdev.tuntap.plugins.module_utils._plan import (
+    Planner, PlanError, lease_namespaces, ovs_db_of, port_needs)
 from ansible_collections.netdev.tuntap.plugins.module_utils._registry import Registry, RegistryError
 from ansible_collections.netdev.tuntap.plugins.module_utils._results import report
 from ansible_collections.netdev.tuntap.plugins.module_utils._spec import SpecError, parse_task
@@ -71,7 +75,7 @@ def run(params: dict, check_mode: bool = False, diff: bool = False) -> dict:
         return _run_task(task, check_mode, diff)
     except ApplyError as exc:
         raise TapError(str(exc), changed=exc.changed, detail=exc.detail)
-    except (SpecError, PlanError, RegistryError, NetnsError, LinkError, TunError) as exc:
+    except (SpecError, PlanError, RegistryError, NetnsError, LinkError, TunError, OvsError) as exc:
         raise TapError(str(exc))
     except OSError as exc:
         # The registry's disk (full, read-only, I/O error) or a system call we did not expect to fail.
@@ -90,6 +94,9 @@ def _run_task(task, check_mode: bool, diff: bool) -> dict:
         ledger = registry.ledger
         ledger.drop_old_releases(task.reuse_delay)
         world = _world.gather(task.netns, sorted(lease_namespaces(task, ledger), key=str))
+        needs = port_needs(task, ledger, world)
+        ovs = Ovs(ovs_db_of(task, ledger), task.ovs_timeout)
+        _world.read_ports(world, needs, ovs)
         before = world.devices(task.netns)
         warnings = registry.warnings + ledger.recover(before, task.netns, registry.recovered, registry.path)
         planner = Planner(task, ledger, world)
@@ -102,12 +109,48 @@ def _run_task(task, check_mode: bool, diff: bool) -> dict:
             raise
         warnings += planner.warnings
         if check_mode:
-            return report(task, actions, before, before, warnings, diff, predicted=True)
+            return report(task, actions, before, before, warnings, diff, predicted=True, ports=(world, world))
         applier = Applier(task, ledger, registry.save)
         applier.apply(actions)  # raises ApplyError, with what was changed, when an action fails
+        after_world = world
         try:
-            after = _world.read_links(task.netns) if applier.changed else before
+            if applier.changed:
+                after_world = _world.World(task.netns, links={task.netns: _world.read_links(task.netns)})
+                _world.read_ports(after_world, needs, ovs)
+                # The host side of every device the task made or kept, read back for the results.
+                present = [a.name for a in actions if a.spec is not None and not a.kind.removes]
+                after_world.ipv6 = dict(after_world.ipv6 or {}, **_world.read_ipv6(task.netns, present))
         except (LinkError, NetnsError, OSError) as exc:
             raise ApplyError("the devices were changed and recorded, but reading them back failed: %s"
                              % exc, changed=True)
-        return report(task, actions, before, after, warnings, diff, predicted=False)
+        after = after_world.devices(task.netns)
+        warnings += confirm_macs(task, actions, after)
+        return report(task, actions, before, after, warnings, diff, predicted=False, ports=(world, after_world))
+
+
+def confirm_macs(task, actions, after: dict) -> list:
+    """Warnings for MACs that did not stay as set: something on the host (udev's MACAddressPolicy,
+    a network manager) rewrote the address, or the kernel does not mark it as set by userspace."""
+    warnings = []
+    for action in actions:
+        spec = action.spec
+        if spec is None or spec.mac_address is None or action.kind.removes:
+            continue
+        if action.kind is not Kind.CREATE and "mac_address" not in action.changes:
+            continue
+        device = after.get(action.name)
+        if device is None:
+            continue
+        if (device.mac_address or "").lower() != spec.mac_address:
+            warnings.append("%s: the MAC address was set to %s, but the device now has %s: something on the host "
+                            "(udev's MACAddressPolicy, a network manager) rewrote it; the next run sets it again"
+                            % (action.label(), spec.mac_address, device.mac_address))
+            continue
+        if task.netns is None:
+            # sysfs shows only the namespace the module started in.
+            assigned = _hostside.addr_assign_type(device.name, device.index)
+            if assigned is not None and assigned != _hostside.NET_ADDR_SET:
+                warnings.append("%s: the kernel does not record the MAC address %s of %r as set by userspace "
+                                "(addr_assign_type %d), so udev may rewrite it" % (
+                                    action.label(), spec.mac_address, device.name, assigned))
+    return warnings

@@ -157,6 +157,9 @@ class Ledger:
             spec = action.spec
             self.bind(action.lease, action.name, action.template, action.number, action.netns,
                       spec.mode, spec.multi_queue)
+            if action.ovs_record:
+                # Which Open vSwitch port row carries this lease: releasing the lease removes it.
+                self.state["leases"][action.lease]["ovs"] = dict(action.ovs_record)
         if action.kind in (Kind.DELETE, Kind.RELEASE):
             self.forget(action.removal, hold)
 

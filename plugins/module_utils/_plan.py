@@ -11,6 +11,7 @@ released literal name, a deleted device).
 
 from __future__ import annotations
 
+from ansible_collections.netdev.tuntap.plugins.module_utils import _ports
 from ansible_collections.netdev.tuntap.plugins.module_utils._actions import Action, Kind, Removal
 from ansible_collections.netdev.tuntap.plugins.module_utils._allocator import (
     RangeExhausted, TemplateAllocator, first_counter)
@@ -29,6 +30,44 @@ def lease_namespaces(task, ledger) -> set:
         keys.update(ledger.leases_under(prefix))
     records = (ledger.lease(key) for key in keys)
     return {record.get("netns") for record in records if record is not None} - {task.netns}
+
+
+def _touched_leases(task, ledger) -> list:
+    keys = [spec.lease for spec in task.devices if spec.lease]
+    for _origin, prefix in task.prefixes():
+        keys.extend(ledger.leases_under(prefix))
+    return [record for record in map(ledger.lease, keys) if record is not None]
+
+
+def port_needs(task, ledger, world) -> set:
+    """What of the target namespace's ports the snapshot must read for this task: "vlans" (Linux
+    bridge VLANs), "ipv6", "ovs" (Open vSwitch, only when a bridge may be one, or a lease the task
+    touches has a port row). A task that uses none of them reads none."""
+    needs = set()
+    present = [spec for spec in task.devices if spec.state == "present"]
+    if any(spec.vlans_given for spec in present):
+        needs.add("vlans")
+    if any(spec.ipv6 is not None for spec in present):
+        needs.add("ipv6")
+    for spec in present:
+        if not spec.bridge or spec.bridge_type == "linux":
+            continue
+        link = world.device(task.netns, spec.bridge) if world.exists(task.netns) else None
+        if spec.bridge_type == "ovs" or link is None or link.kind != "bridge":
+            needs.add("ovs")
+    if any(record.get("ovs") for record in _touched_leases(task, ledger)):
+        needs.add("ovs")
+    return needs
+
+
+def ovs_db_of(task, ledger) -> str | None:
+    """The OVS database to ask: the task's, else the one a touched lease's port was made in."""
+    if task.ovs_db:
+        return task.ovs_db
+    for record in _touched_leases(task, ledger):
+        if record.get("ovs") and record["ovs"].get("db"):
+            return record["ovs"]["db"]
+    return None
 
 
 def describe(device) -> str:
@@ -57,6 +96,8 @@ class Planner:
         self.gone: set = set()        # (netns, name) of devices an earlier item deletes
         self.allocators: dict = {}
         self.warnings: list = []
+        self.filtering_on: set = set()    # bridges an earlier item turns VLAN filtering on for
+        self._pending_name = None
 
     # -- the plan ----------------------------------------------------------
     def plan(self) -> list:
@@ -157,8 +198,15 @@ class Planner:
 
     # -- building blocks ---------------------------------------------------
     def _removal_of(self, label: str, lease: str, record: dict, force: bool) -> Removal:
-        """The leased device, wherever it lives, ready to be deleted (in-use rule checked)."""
+        """The leased device, wherever it lives, ready to be deleted (in-use rule checked), and
+        its Open vSwitch port row when one carries the lease."""
         netns = record.get("netns")
+        ovs_port = bool(record.get("ovs")) and _ports.owned_by(self.world.ovs_port(record["name"]), lease)
+        if record.get("ovs") and not self.world.ovs_asked:
+            ovs_port = False
+        elif record.get("ovs") and self.world.ovs_error:
+            raise PlanError("%s: lease %r has an Open vSwitch port %r, and removing it needs Open vSwitch: %s"
+                            % (label, lease, record["name"], self.world.ovs_error))
         # A namespace that is gone took its devices with it.
         device = self._device(netns, record["name"]) if self.world.exists(netns) else None
         if device is not None and (device.tun is None or not self._ours(device, lease)):
@@ -167,7 +215,7 @@ class Planner:
             device = None
         if device is not None:
             self._check_not_in_use(label, device, force)
-        return Removal(record["name"], netns, device, lease, record.get("template"))
+        return Removal(record["name"], netns, device, lease, record.get("template"), ovs_port=ovs_port)
 
     @staticmethod
     def _check_not_in_use(label: str, device, force: bool) -> None:
@@ -200,19 +248,82 @@ class Planner:
                 str(device.tun.multi_queue).lower(), str(spec.multi_queue).lower())
         return None
 
-    def _bridge_index(self, spec) -> int | None:
+    def _bridge(self, spec):
+        """(kind, bridge device or name) of the bridge the request names: ("linux", LinkInfo),
+        ("ovs", bridge name), ("none", None) for "" (detach), or None when bridge is not given."""
         if spec.bridge is None:
             return None
         if spec.bridge == "":
-            return 0
-        bridge = self._device(self.task.netns, spec.bridge)
-        if bridge is None:
-            raise PlanError("%s: bridge %r does not exist in %s; create the bridge first"
-                            % (spec.label(), spec.bridge, _where(self.task.netns)))
-        if bridge.kind != "bridge":
+            return ("none", None)
+        where = _where(self.task.netns)
+        link = self._device(self.task.netns, spec.bridge)
+        if link is not None and link.kind == "bridge":
+            if spec.bridge_type == "ovs":
+                raise PlanError("%s: bridge %r is a Linux bridge in %s, but bridge_type is 'ovs'"
+                                % (spec.label(), spec.bridge, where))
+            return ("linux", link)
+        if spec.bridge_type == "linux":
+            if link is None:
+                raise PlanError("%s: bridge %r does not exist in %s; create the bridge first"
+                                % (spec.label(), spec.bridge, where))
             raise PlanError("%s: bridge %r is a %s device, not a Linux bridge"
-                            % (spec.label(), spec.bridge, bridge.kind or "non-bridge"))
-        return bridge.index
+                            % (spec.label(), spec.bridge, link.kind or "non-bridge"))
+        if spec.bridge_type == "ovs":
+            if self.world.ovs_error:
+                raise PlanError("%s: bridge %r: %s" % (spec.label(), spec.bridge, self.world.ovs_error))
+            if spec.bridge not in (self.world.ovs or {}).get("bridges", {}):
+                raise PlanError("%s: bridge %r is not an Open vSwitch bridge: Open vSwitch has no bridge of that "
+                                "name; create it first (ovs-vsctl add-br %s)" % (spec.label(), spec.bridge, spec.bridge))
+            return ("ovs", spec.bridge)
+        if spec.bridge in (self.world.ovs or {}).get("bridges", {}):
+            return ("ovs", spec.bridge)
+        if self.world.ovs_error:
+            ovs = " (nor, as far as could be asked, an Open vSwitch bridge: %s)" % self.world.ovs_error
+        elif self.world.ovs_asked:
+            ovs = " (nor an Open vSwitch bridge)"
+        else:
+            ovs = ""
+        if link is None:
+            raise PlanError("%s: bridge %r does not exist in %s%s; create the bridge first"
+                            % (spec.label(), spec.bridge, where, ovs))
+        raise PlanError("%s: bridge %r is a %s device, not a Linux bridge%s"
+                        % (spec.label(), spec.bridge, link.kind or "non-bridge", ovs))
+
+    def _filtering(self, spec, bridge) -> dict | None:
+        """Turning VLAN filtering on for ``bridge``, when the request needs it and allows it."""
+        if not spec.vlans_given or bridge.vlan_filtering:
+            return None
+        if (bridge.name, "on") in self.filtering_on:
+            return None
+        if not spec.bridge_vlan_filtering:
+            raise PlanError("%s: bridge %r has VLAN filtering off, so vlan and trunk cannot be applied; turn it on "
+                            "(ip link set %s type bridge vlan_filtering 1), or set bridge_vlan_filtering: true to "
+                            "let this task turn it on" % (spec.label(), bridge.name, bridge.name))
+        self.filtering_on.add((bridge.name, "on"))
+        return {"bridge": bridge.name, "index": bridge.index}
+
+    def _ovs_record(self, spec, attachment, record: dict | None) -> dict | None:
+        if attachment is None:
+            return (record or {}).get("ovs")
+        if attachment[0] != "ovs":
+            return None
+        return {"bridge": attachment[1], "db": self.task.ovs_db}
+
+    def _new_port(self, spec, attachment) -> dict | None:
+        if attachment is None or attachment[0] == "none":
+            return None
+        if attachment[0] == "linux":
+            return {"kind": "linux", "bridge": attachment[1].name, "index": attachment[1].index,
+                    "filtering": self._filtering(spec, attachment[1]), "vlans": _ports.create_vlans(spec)}
+        port = self.world.ovs_port(self._pending_name)
+        if port is not None:
+            self.warnings.append("%s: Open vSwitch had a port row %r%s left from a device that no longer "
+                                 "exists; it is replaced by the new device's row"
+                                 % (spec.label(), self._pending_name,
+                                    " (iface-id %r)" % port["external_ids"]["iface-id"]
+                                    if "iface-id" in port["external_ids"] else ""))
+        return {"kind": "ovs", "bridge": attachment[1], "settings": _ports.wanted_ovs_settings(spec),
+                "external_ids": _ports.wanted_external_ids(spec)}
 
     def _allocator(self, template: str) -> TemplateAllocator:
         allocator = self.allocators.get(template)
@@ -252,9 +363,17 @@ class Planner:
             name = allocator.render(number)
         elif name is None:
             name = spec.name
+        attachment = self._bridge(spec)
+        self._pending_name = name
+        port = self._new_port(spec, attachment)
+        master = None
+        if attachment is not None:
+            # A device on an OVS bridge has no netlink master (ovs-vswitchd opens it itself).
+            master = attachment[1].index if attachment[0] == "linux" else (0 if attachment[0] == "none" else None)
         return Action(spec, Kind.CREATE, name, netns=self.task.netns, number=number, template=spec.template,
-                      lease=spec.lease, master=self._bridge_index(spec), allocator=allocator, replaces=replaces,
-                      lease_changed=spec.lease is not None)
+                      lease=spec.lease, master=master, allocator=allocator, replaces=replaces,
+                      lease_changed=spec.lease is not None, port=port, ipv6=bool(spec.ipv6),
+                      ovs_record=self._ovs_record(spec, attachment, None))
 
     def _reconcile(self, spec, device, template: str | None, number: int | None) -> Action:
         changes = {}
@@ -262,9 +381,14 @@ class Planner:
             changes["mtu"] = spec.mtu
         if spec.mac_address is not None and (device.mac_address or "").lower() != spec.mac_address:
             changes["mac_address"] = spec.mac_address
-        master = self._bridge_index(spec)
-        if master is not None and (device.master or 0) != master:
-            changes["master"] = master
+        attachment = self._bridge(spec)
+        self._port_changes(spec, device, attachment, changes)
+        if spec.txqueuelen is not None and device.txqueuelen != spec.txqueuelen:
+            changes["txqueuelen"] = spec.txqueuelen
+        if spec.ipv6 is not None and self.world.ipv6 is not None:
+            enabled = self.world.ipv6.get(device.name)
+            if enabled is not None and enabled != spec.ipv6:
+                changes["ipv6"] = spec.ipv6
         if device.up != spec.up:
             changes["up"] = spec.up
         if spec.owner is not None and device.tun.owner != spec.owner:
@@ -281,11 +405,47 @@ class Planner:
             if device.alias != mark:
                 changes["alias"] = mark
         lease_changed = False
+        record = None
         if spec.lease is not None:
             record = self.ledger.lease(spec.lease)
             lease_changed = record is None or record["name"] != device.name
+        ovs_record = self._ovs_record(spec, attachment, record if record and record["name"] == device.name else None)
+        if spec.lease is not None and (record or {}).get("ovs") != ovs_record:
+            lease_changed = True
         return Action(spec, Kind.RECONCILE, device.name, netns=self.task.netns, number=number, template=template,
-                      lease=spec.lease, device=device, changes=changes, lease_changed=lease_changed)
+                      lease=spec.lease, device=device, changes=changes, lease_changed=lease_changed,
+                      ovs_record=ovs_record)
+
+    def _port_changes(self, spec, device, attachment, changes: dict) -> None:
+        """Bridge membership, VLANs and the OVS row of an existing device, into ``changes``."""
+        if attachment is None:
+            return
+        kind, bridge = attachment
+        ovs_port = self.world.ovs_port(device.name) if self.world.ovs_asked else None
+        mine = ovs_port is not None and (_ports.owned_by(ovs_port, spec.lease)
+                                         or _ports.LEASE_KEY not in ovs_port["external_ids"])
+        master = bridge.index if kind == "linux" else 0
+        if (device.master or 0) != master:
+            changes["master"] = master
+        if kind != "ovs" and mine:
+            changes["ovs_detach"] = ovs_port["bridge"]
+        if kind == "linux" and spec.vlans_given:
+            filtering = self._filtering(spec, bridge)
+            if filtering is not None:
+                changes["vlan_filtering"] = filtering
+            flags = {} if filtering is not None else (self.world.port_vlans or {}).get(device.index, {})
+            vlans = _ports.vlan_changes(spec, flags)
+            if vlans is not None or "master" in changes:
+                changes["vlans"] = vlans or {"untagged": [], "tagged": [], "remove": []}
+                changes["vlans"]["default_pvid_goes"] = "master" in changes or filtering is not None
+        if kind == "ovs":
+            if ovs_port is None or ovs_port["bridge"] != bridge:
+                changes["ovs_port"] = {"bridge": bridge, "settings": _ports.wanted_ovs_settings(spec),
+                                       "external_ids": _ports.wanted_external_ids(spec), "add": True}
+            else:
+                update = _ports.ovs_changes(spec, ovs_port)
+                if update is not None:
+                    changes["ovs_port"] = dict(update, bridge=bridge, add=False)
 
 
 def take_next_name(action: Action) -> None:

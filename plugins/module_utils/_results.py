@@ -8,7 +8,9 @@ after the run; nothing here decides or changes anything.
 
 from __future__ import annotations
 
+from ansible_collections.netdev.tuntap.plugins.module_utils import _ports
 from ansible_collections.netdev.tuntap.plugins.module_utils._actions import Kind
+from ansible_collections.netdev.tuntap.plugins.module_utils._values import format_vlans
 
 
 def tun_flag_names(mode: str, multi_queue: bool, vnet_hdr: bool, packet_info: bool, persist: bool) -> list:
@@ -31,11 +33,30 @@ def _empty(action, netns) -> dict:
         "ifindex": None, "mac_address": None, "mtu": None, "owner": None, "group": None, "flags": [],
         "bridge": None, "netns": netns, "mode": spec.mode if spec is not None else None,
         "multi_queue": None, "vnet_hdr": None, "packet_info": None, "up": None, "in_use": False,
+        "bridge_type": None, "vlan": None, "trunk": None, "external_ids": None, "txqueuelen": None, "ipv6": None,
     }
 
 
-def device_result(action, device, by_index: dict, netns, predicted: bool) -> dict:
-    """The result entry for one item; ``device`` is the link after the run (None if gone)."""
+def port_view(world, device, by_index: dict) -> dict:
+    """The bridge port and host side of ``device`` as ``world`` shows it (None: not read)."""
+    view = {"bridge": by_index.get(device.master) if device.master else None, "bridge_type": None,
+            "vlan": None, "trunk": None, "external_ids": None, "txqueuelen": device.txqueuelen,
+            "ipv6": (world.ipv6 or {}).get(device.name) if world is not None else None}
+    if world is None:
+        return view
+    ovs_port = world.ovs_port(device.name)
+    if ovs_port is not None and ovs_port["bridge"]:
+        view.update(_ports.ovs_view(ovs_port), bridge=ovs_port["bridge"], bridge_type="ovs")
+    elif device.master:
+        view["bridge_type"] = "linux"
+        if world.port_vlans is not None:
+            view.update(_ports.linux_view(world.port_vlans.get(device.index, {})))
+    return view
+
+
+def device_result(action, device, by_index: dict, netns, predicted: bool, world=None) -> dict:
+    """The result entry for one item; ``device`` is the link after the run (None if gone), ``world``
+    the snapshot its port and host side are read from."""
     result = _empty(action, netns)
     if action.kind.removes:
         return result
@@ -47,8 +68,10 @@ def device_result(action, device, by_index: dict, netns, predicted: bool) -> dic
             mode=tun.mode, multi_queue=tun.multi_queue, vnet_hdr=tun.vnet_hdr, packet_info=tun.packet_info,
             up=device.up, in_use=device.in_use,
             flags=tun_flag_names(tun.mode, tun.multi_queue, tun.vnet_hdr, tun.packet_info, tun.persist))
+        result.update(port_view(world, device, by_index))
         if predicted and action.changes:
             _apply_predicted_changes(result, action.changes, by_index)
+            _predict_port(result, action.spec, action.changes)
         return result
     # A device check mode would create: report what the request and defaults would give.
     spec = action.spec
@@ -58,8 +81,29 @@ def device_result(action, device, by_index: dict, netns, predicted: bool) -> dic
         mac_address=spec.mac_address, mtu=spec.mtu, owner=owner, group=spec.group,
         bridge=by_index.get(master) if master else None, multi_queue=spec.multi_queue,
         vnet_hdr=spec.vnet_hdr, packet_info=spec.packet_info, up=spec.up,
-        flags=tun_flag_names(spec.mode, spec.multi_queue, spec.vnet_hdr, spec.packet_info, True))
+        flags=tun_flag_names(spec.mode, spec.multi_queue, spec.vnet_hdr, spec.packet_info, True),
+        txqueuelen=spec.txqueuelen, ipv6=bool(action.ipv6))
+    port = action.port or {}
+    if port:
+        result["bridge"] = port["bridge"]
+        result["bridge_type"] = port["kind"]
+        _predict_port(result, spec, {"ovs_port" if port["kind"] == "ovs" else "vlans": port})
     return result
+
+
+def _predict_port(result: dict, spec, changes: dict) -> None:
+    if "vlans" in changes or ("ovs_port" in changes and spec.vlans_given):
+        result["vlan"] = spec.vlan
+        result["trunk"] = format_vlans(spec.trunk or [])
+    if "ovs_port" in changes:
+        result["bridge"] = changes["ovs_port"]["bridge"]
+        result["bridge_type"] = "ovs"
+        result["external_ids"] = dict(result.get("external_ids") or {}, **_ports.wanted_external_ids(spec))
+    if "ovs_detach" in changes:
+        result.update(bridge_type="linux" if changes.get("master") else None, external_ids=None)
+    for key in ("txqueuelen", "ipv6"):
+        if key in changes:
+            result[key] = changes[key]
 
 
 def _apply_predicted_changes(result: dict, changes: dict, by_index: dict) -> None:
@@ -71,10 +115,10 @@ def _apply_predicted_changes(result: dict, changes: dict, by_index: dict) -> Non
 
 
 SETTINGS = ("name", "lease", "netns", "mode", "multi_queue", "mtu", "mac_address", "bridge", "up",
-            "owner", "group")
+            "owner", "group", "bridge_type", "vlan", "trunk", "external_ids", "txqueuelen", "ipv6")
 
 
-def settings_diff(action, before_device, before_by_index: dict, after: dict) -> dict:
+def settings_diff(action, before_device, before_by_index: dict, after: dict, world=None) -> dict:
     """Ansible diff of one device's settings: before the run and after (or as predicted)."""
     label = action.name or action.lease or "device"
     if before_device is None or action.replaces is not None:
@@ -88,6 +132,7 @@ def settings_diff(action, before_device, before_by_index: dict, after: dict) -> 
                   "mac_address": before_device.mac_address,
                   "bridge": before_by_index.get(before_device.master) if before_device.master else None,
                   "up": before_device.up, "owner": tun.owner, "group": tun.group}
+        before.update(port_view(world, before_device, before_by_index))
     if action.kind.removes:
         after_state = {}
     else:
@@ -96,9 +141,12 @@ def settings_diff(action, before_device, before_by_index: dict, after: dict) -> 
             "before_header": "%s (before)" % label, "after_header": "%s (after)" % label}
 
 
-def report(task, actions: list, before: dict, after: dict, warnings: list, diff: bool, predicted: bool) -> dict:
+def report(task, actions: list, before: dict, after: dict, warnings: list, diff: bool, predicted: bool,
+           ports=(None, None)) -> dict:
     """The task's result. ``before``/``after``: the target namespace's links by name, before the
-    run and after it (the same for check mode, whose changes are predicted from the actions)."""
+    run and after it (the same for check mode, whose changes are predicted from the actions);
+    ``ports``: the snapshots (_world.World) their bridge ports are read from, before and after."""
+    world_before, world_after = ports
     by_index = {link.index: link.name for link in after.values()}
     before_by_index = {link.index: link.name for link in before.values()}
     devices = []
@@ -106,10 +154,10 @@ def report(task, actions: list, before: dict, after: dict, warnings: list, diff:
     for action in actions:
         if action.spec is None:
             continue  # leases removed by a prefix are reported in 'pruned', not as items
-        devices.append(device_result(action, after.get(action.name), by_index, task.netns, predicted))
+        devices.append(device_result(action, after.get(action.name), by_index, task.netns, predicted, world_after))
         if diff:
             old = before.get(action.device.name) if action.device is not None else None
-            diffs.append(settings_diff(action, old, before_by_index, devices[-1]))
+            diffs.append(settings_diff(action, old, before_by_index, devices[-1], world_before))
     pruned = [a.removal.lease for a in actions if a.spec is None]
     if predicted and any(a.allocated and a.kind is Kind.CREATE for a in actions):
         warnings = warnings + ["check mode: predicted names may differ in a real run if another run allocates "

@@ -19,6 +19,7 @@ from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.module_utils.errors import UnsupportedError
 
 from ansible_collections.netdev.tuntap.plugins.module_utils._marks import MAX_MARK_BYTES, mark_bytes
+from ansible_collections.netdev.tuntap.plugins.module_utils._ports import LEASE_KEY as LEASE_EXTERNAL_ID
 from ansible_collections.netdev.tuntap.plugins.module_utils._names import (
     InvalidName, is_template, validate_name, validate_template)
 from ansible_collections.netdev.tuntap.plugins.module_utils._kernel._netns import NetnsError, validate_netns_name
@@ -26,7 +27,6 @@ from ansible_collections.netdev.tuntap.plugins.module_utils._values import (
     MTU_RANGE, external_ids_problem, lease_problem, mac_problem, normalize_mac, parse_trunk, vlan_problem)
 
 DEFAULT_REGISTRY = "/var/lib/netdev_tuntap/registry.json"
-LEASE_EXTERNAL_ID = "netdev-tuntap-lease"   # the OVS Interface key that names the lease of a port
 TXQUEUELEN_RANGE = (1, 2 ** 31 - 1)
 ID_LIMIT = 2 ** 31 - 1
 

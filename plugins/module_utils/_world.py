@@ -12,8 +12,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ansible_collections.netdev.tuntap.plugins.module_utils._kernel._links import Links
+from ansible_collections.netdev.tuntap.plugins.module_utils._kernel import _brvlan, _hostside
+from ansible_collections.netdev.tuntap.plugins.module_utils._kernel._links import LinkError, Links
 from ansible_collections.netdev.tuntap.plugins.module_utils._kernel._netns import entered, netns_exists
+from ansible_collections.netdev.tuntap.plugins.module_utils._kernel._ovs import OvsError
 
 
 @dataclass
@@ -21,6 +23,15 @@ class World:
     target: str | None                            # the task's namespace (None: the host's)
     links: dict = field(default_factory=dict)      # netns -> {name: LinkInfo}, for namespaces that exist
     missing: set = field(default_factory=set)      # named namespaces that do not exist
+    # Read only when the task uses them (see Ports in _plan), for the target namespace:
+    port_vlans: dict | None = None   # ifindex -> {vid: bridge VLAN flags}
+    ipv6: dict | None = None         # tun/tap name -> IPv6 on (bool), None without IPv6
+    ovs: dict | None = None          # _ovs.Ovs.snapshot(), when Open vSwitch answered
+    ovs_error: str | None = None     # why it did not, when it was asked
+    ovs_asked: bool = False
+
+    def ovs_port(self, name: str) -> dict | None:
+        return (self.ovs or {}).get("ports", {}).get(name)
 
     def exists(self, netns: str | None) -> bool:
         return netns not in self.missing
@@ -58,3 +69,39 @@ def gather(target: str | None, others=()) -> World:
         else:
             world.links[netns] = read_links(netns)
     return world
+
+
+def read_port_vlans(netns: str | None) -> dict:
+    with entered(netns):
+        try:
+            return _brvlan.dump_port_vlans()
+        except OSError as exc:
+            raise LinkError("reading the bridge VLANs failed: %s" % (exc.strerror or exc))
+
+
+def read_ipv6(netns: str | None, names) -> dict:
+    with entered(netns):
+        return {name: _hostside.ipv6_enabled(name) for name in names}
+
+
+def read_ovs(world: World, client) -> None:
+    """Ask Open vSwitch for its bridges and ports; a failure is kept for the planner to judge
+    (it matters only if the task really needs OVS)."""
+    world.ovs_asked = True
+    try:
+        world.ovs = client.snapshot()
+    except OvsError as exc:
+        world.ovs_error = str(exc)
+
+
+def read_ports(world: World, needs: set, ovs_client) -> None:
+    """The parts of the target namespace a task with bridge ports needs, named by ``needs``."""
+    if not world.exists(world.target):
+        return
+    if "vlans" in needs:
+        world.port_vlans = read_port_vlans(world.target)
+    if "ipv6" in needs:
+        names = [link.name for link in world.devices(world.target).values() if link.tun is not None]
+        world.ipv6 = read_ipv6(world.target, names)
+    if "ovs" in needs and ovs_client is not None:
+        read_ovs(world, ovs_client)

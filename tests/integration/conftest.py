@@ -40,6 +40,7 @@ def pytest_configure(config):
         "ansible: runs the real ansible / ansible-playbook executables",
         "qemu: attaches a real qemu-system-x86_64 to a tap",
         "slow: takes a few seconds or more",
+        "ovs: needs Open vSwitch (a private ovsdb-server and ovs-vswitchd per test; the ovs stage)",
     ):
         config.addinivalue_line("markers", line)
 
@@ -191,3 +192,23 @@ def qemu():
                     os.killpg(proc.pid, signal.SIGKILL)
         for proc in started:
             proc.wait(timeout=10)
+
+
+@pytest.fixture
+def private_ovs(ns, tmp_path):
+    """An Open vSwitch (ovsdb-server + ovs-vswitchd, userspace datapath) running inside ``ns``
+    with private directories; stopped by PID in teardown. Missing binaries fail in CI."""
+    import ntt_ovs  # pylint: disable=import-outside-toplevel
+
+    missing = ntt_ovs.binaries_missing()
+    if missing:
+        message = "Open vSwitch is not installed (%s); scripts/test.sh ovs installs it" % ", ".join(missing)
+        if h.in_ci():
+            pytest.fail(message + ", and CI is set")
+        pytest.skip(message)
+    ovs = ntt_ovs.PrivateOvs(ns, tmp_path / "ovs")
+    try:
+        ovs.start()
+        yield ovs
+    finally:
+        ovs.stop()

@@ -22,6 +22,7 @@ from ansible_collections.netdev.tuntap.plugins.module_utils._kernel._rtnl import
     _IFINFOMSG, _NLMSGHDR, _RTATTR, IFLA_EXT_MASK, IFLA_INFO_DATA, IFLA_INFO_KIND, IFLA_LINKINFO,
     NETLINK_ROUTE, NLM_F_DUMP, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR, RTM_GETLINK, RTM_NEWLINK,
     IFLA_BR_VLAN_FILTERING, _attributes)
+from ansible_collections.netdev.tuntap.plugins.module_utils._ports import BRIDGE_VLAN_INFO_PVID, BRIDGE_VLAN_INFO_UNTAGGED
 
 AF_BRIDGE = 7
 RTM_DELLINK, RTM_SETLINK = 17, 19
@@ -30,8 +31,6 @@ IFLA_AF_SPEC = 26
 IFLA_BRIDGE_VLAN_INFO = 2
 RTEXT_FILTER_BRVLAN = 1 << 1      # every VLAN one by one (not compressed into ranges)
 # include/uapi/linux/if_bridge.h
-BRIDGE_VLAN_INFO_PVID = 1 << 1
-BRIDGE_VLAN_INFO_UNTAGGED = 1 << 2
 BRIDGE_VLAN_INFO_RANGE_BEGIN = 1 << 3
 BRIDGE_VLAN_INFO_RANGE_END = 1 << 4
 UNTAGGED_PVID = BRIDGE_VLAN_INFO_PVID | BRIDGE_VLAN_INFO_UNTAGGED

@@ -84,7 +84,8 @@ class Links:
         return self.dump().get(name)
 
     def configure(self, name: str, index: int, mtu: int | None = None, mac_address: str | None = None,
-                  master: int | None = None, up: bool | None = None, alias: str | None = None) -> None:
+                  master: int | None = None, up: bool | None = None, alias: str | None = None,
+                  txqueuelen: int | None = None) -> None:
         """Apply the given settings in one request; None leaves a setting alone (master 0 detaches)."""
         changes = {}
         if mtu is not None:
@@ -95,6 +96,8 @@ class Links:
             changes["master"] = master
         if alias is not None:
             changes["ifalias"] = alias
+        if txqueuelen is not None:
+            changes["txqlen"] = txqueuelen
         if up is not None:
             changes["state"] = "up" if up else "down"
         if not changes:

@@ -11,7 +11,7 @@ read right after it say whether OVS could open the device. ``--timeout`` bounds 
 so a database that does not answer is a failure, never a hang; ``--db`` selects the server.
 
 A port row is keyed by the device name. The Interface's ``external_ids`` carry what the task
-gives (iface-id, attached-mac, vm-uuid, ...) and the lease (LEASE_KEY), which is how a row
+gives (iface-id, attached-mac, vm-uuid, ...) and the lease (_ports.LEASE_KEY), which is how a row
 left behind is recognised as ours.
 """
 
@@ -20,9 +20,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-
-LEASE_KEY = "netdev-tuntap-lease"
-
 
 class OvsError(Exception):
     """Open vSwitch could not do what was asked (message is user-facing)."""
@@ -51,25 +48,6 @@ def _scalar(cell):
 def _quote(text: str) -> str:
     # ovs-vsctl reads JSON-style quoted strings: any key or value survives as written.
     return json.dumps(str(text))
-
-
-def port_settings(vlan, trunk) -> dict:
-    """The Port columns for an untagged VLAN (``vlan``) and tagged ones (``trunk``, a list of ids).
-
-    The same meaning as on a Linux bridge port: ``vlan`` alone is an access port; ``vlan`` and
-    ``trunk`` a trunk whose untagged frames belong to ``vlan`` (native-untagged); ``trunk`` alone a
-    trunk, which drops untagged frames (VLAN 0 is never in a trunk list here).
-    """
-    trunks = sorted(trunk or [])
-    if vlan is not None and trunks:
-        mode = "native-untagged"
-    elif vlan is not None:
-        mode = "access"
-    elif trunks:
-        mode = "trunk"
-    else:
-        mode = None
-    return {"tag": vlan, "trunks": trunks, "vlan_mode": mode}
 
 
 class Ovs:
@@ -187,5 +165,7 @@ class Ovs:
         if args:
             self._run(args)
 
-    def del_port(self, name: str) -> None:
-        self._run(["--", "--if-exists", "del-port", name])
+    def del_port(self, name: str, wait: bool = True) -> None:
+        """Remove the port row of ``name``; ``wait=False`` does not wait for ovs-vswitchd (cleanup
+        after a failure, when it may be the part that does not answer)."""
+        self._run(([] if wait else ["--no-wait"]) + ["--", "--if-exists", "del-port", name])

@@ -86,7 +86,7 @@ def parse_link(data: bytes, offset: int, end: int) -> dict:
     """One RTM_NEWLINK message body (from its ifinfomsg) as a dict of what we use."""
     _family, _type, index, flags, _change = _IFINFOMSG.unpack_from(data, offset)
     link = {"index": index, "flags": flags, "name": None, "mtu": None, "address": None, "master": None,
-            "carrier": None, "alias": None, "kind": None, "tun": None, "txqlen": None, "vlan_filtering": None}
+            "carrier": None, "alias": None, "kind": None, "tun": None}
     for kind, value in _attributes(data, offset + _IFINFOMSG.size, end):
         if kind == IFLA_IFNAME:
             link["name"] = _text(value)
