@@ -37,6 +37,8 @@ stage sanity       all   stage_sanity       "ansible-test sanity on the installe
 stage lint         all   stage_lint         "ansible-lint (production profile), antsibull-changelog lint"
 stage artifact     all   stage_artifact     "ansible-galaxy collection build, install, use it ad hoc and in a playbook"
 stage molecule     all   stage_molecule     "molecule test (scripts/molecule.sh)"
+stage ovs          all   stage_ovs          "pytest -m ovs: OVS ports on a private ovsdb-server/ovs-vswitchd per test"
+stage vlan_vm      all   stage_vlan_vm      "bridge VLANs for real on Debian's kernel under QEMU (tests/vmkernel)"
 stage demo         named stage_demo         "the README's main job (scripts/demo.sh)"
 
 JUNIT_DIR="$NTT_OUTPUT/junit"
@@ -153,7 +155,7 @@ stage_integration() {
     require_qemu
     local before rc=0
     before="$(list_ntt_netns)"
-    run_pytest integration tests/integration || rc=$?
+    run_pytest integration -m "not ovs" tests/integration || rc=$?
     check_netns_leaks "$before" || rc=1
     return "$rc"
 }
@@ -183,7 +185,8 @@ stage_pyroute2_min() {
     before="$(list_ntt_netns)"
     # Its ansible and ansible-playbook run the module with this venv's python, so the module
     # itself meets pyroute2 0.7.2 too.
-    PATH="$venv/bin:$PATH" NTT_PYTEST_PYTHON="$venv/bin/python" run_pytest pyroute2-min tests/integration || rc=$?
+    PATH="$venv/bin:$PATH" NTT_PYTEST_PYTHON="$venv/bin/python" run_pytest pyroute2-min -m "not ovs" tests/integration ||
+        rc=$?
     check_netns_leaks "$before" || rc=1
     return "$rc"
 }
@@ -290,6 +293,63 @@ stage_molecule() {
     bash "$NTT_ROOT/scripts/molecule.sh" </dev/null || rc=$?
     check_netns_leaks "$before" || rc=1
     return "$rc"
+}
+
+# Debian packages a stage needs: installed when a command is missing (root, apt-get). A daemon's
+# package must not start its service on the machine: without a policy-rc.d, one that refuses
+# every start is put in place for the install and removed again.
+ensure_packages() {
+    local -a need=()
+    local pair
+    for pair in "$@"; do
+        command -v "${pair%%:*}" >/dev/null 2>&1 || [ -x "/sbin/${pair%%:*}" ] || need+=("${pair#*:}")
+    done
+    [ "${#need[@]}" -eq 0 ] && return 0
+    [ "$(id -u)" -eq 0 ] || ntt_die "missing packages: ${need[*]} (run as root, or apt-get install them)"
+    command -v apt-get >/dev/null 2>&1 || ntt_die "missing packages: ${need[*]} and no apt-get to install them"
+    echo "installing Debian packages: ${need[*]}"
+    local policy=/usr/sbin/policy-rc.d made_policy=0
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 755 "$policy" && made_policy=1
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    local rc=0
+    { apt-get install -y -qq --no-install-recommends "${need[@]}" ||
+        { apt-get update -qq && apt-get install -y -qq --no-install-recommends "${need[@]}"; }; } \
+        >"$NTT_OUTPUT/apt-${need[0]}.log" 2>&1 || rc=$?
+    [ "$made_policy" = 1 ] && rm -f "$policy"
+    if [ "$rc" -ne 0 ]; then
+        tail -n 30 "$NTT_OUTPUT/apt-${need[0]}.log" >&2
+        ntt_die "apt-get install ${need[*]} failed (log: $NTT_OUTPUT/apt-${need[0]}.log)"
+    fi
+}
+
+# Open vSwitch's userspace datapath, one private instance per test inside its namespace
+# (tests/integration/ntt_ovs.py); never the machine's own OVS.
+stage_ovs() {
+    need_root "the ovs stage"
+    require_path tests/integration/test_ovs_ports.py
+    require_qemu
+    ensure_packages ovs-vsctl:openvswitch-switch ovs-vswitchd:openvswitch-switch
+    local before rc=0
+    before="$(list_ntt_netns)"
+    run_pytest ovs -m ovs tests/integration || rc=$?
+    check_netns_leaks "$before" || rc=1
+    return "$rc"
+}
+
+# This machine's kernel has no bridge VLAN filtering: the working path runs on Debian's cloud
+# kernel under QEMU/TCG (tests/vmkernel: build.py fetches it with apt-get download into
+# tests/output/vmkernel and builds the initramfs; boot.py boots it, ~20-100 s by load).
+stage_vlan_vm() {
+    require_path tests/vmkernel/test_vlan_vm.py
+    require_qemu
+    ensure_packages busybox:busybox-static modinfo:kmod dpkg-deb:dpkg
+    if ! apt-cache depends linux-image-cloud-amd64 >/dev/null 2>&1; then
+        [ "$(id -u)" -eq 0 ] || ntt_die "apt has no package lists (run apt-get update as root)"
+        apt-get update -qq
+    fi
+    run_pytest vlan_vm -s tests/vmkernel
 }
 
 stage_demo() {
