@@ -115,18 +115,79 @@ options:
     description: The link MTU (68 to 65535).
     type: int
   mac_address:
-    description: The link's unicast MAC address. Refused with O(mode=tun).
+    description:
+      - The link's unicast MAC address. Refused with O(mode=tun).
+      - After the run the module reads it back; if something on the host (udev's MACAddressPolicy, a network
+        manager) rewrote it, or, in the module's own namespace, the kernel does not record it as set by
+        userspace (C(addr_assign_type) 3), the task warns. The next run sets it again.
     type: str
   bridge:
     description:
-      - A Linux bridge (in the same namespace) to enslave the device to; it must exist. Refused with
-        O(mode=tun).
+      - A Linux bridge (in the same namespace) to enslave the device to, or an Open vSwitch bridge to add it to
+        as a port (see O(bridge_type)); it must exist. Refused with O(mode=tun).
       - An empty string detaches the device from any bridge; omitted leaves it as it is.
     type: str
   up:
     description: Bring the link up (V(true)) or down (V(false)).
     type: bool
     default: true
+  bridge_type:
+    description:
+      - What kind of bridge O(bridge) is. V(auto) looks first for a Linux bridge of that name in the namespace,
+        then asks Open vSwitch (only then, so a task without OVS bridges never needs OVS).
+      - V(linux) or V(ovs) say it explicitly; a bridge of the other kind is refused.
+      - On an Open vSwitch bridge the device becomes a port whose Interface row carries O(external_ids) and
+        the lease (key V(netdev-tuntap-lease)); the row is removed with the device, when its lease is
+        released (also after the device vanished), and replaced when a new device takes a name a stale row
+        still names. Requires C(ovs-vsctl) on the target; ovs-vswitchd must run in the namespace of the
+        device.
+    type: str
+    choices: [auto, linux, ovs]
+    default: auto
+  vlan:
+    description:
+      - The untagged VLAN (1 to 4094) of the device's bridge port. On a Linux bridge, the port's PVID, egress
+        untagged; on an Open vSwitch bridge, the Port's C(tag).
+      - When O(vlan) or O(trunk) is given, the port's VLAN membership is made exactly what they say (the one
+        omitted counts as none) on every run, adding and removing VLANs; when neither is given, it is left
+        alone. Needs O(bridge).
+      - A Linux bridge needs VLAN filtering on; the module fails naming the bridge unless
+        O(bridge_vlan_filtering=true). A kernel built without bridge VLAN filtering refuses with
+        C(Operation not supported), and the task fails saying so, leaving no device.
+      - On Open vSwitch, O(vlan) alone makes an access port, with O(trunk) a V(native-untagged) trunk, and
+        O(trunk) alone a V(trunk) port.
+    type: raw
+  trunk:
+    description:
+      - Tagged VLANs of the device's bridge port, as ids and V(a-b) ranges such as V([100, "200-210"]),
+        each from 1 to 4094; overlapping items, and the O(vlan) inside the trunk, are refused. On Open
+        vSwitch, the Port's C(trunks). An empty list means no tagged VLAN. See O(vlan).
+    type: list
+    elements: raw
+  bridge_vlan_filtering:
+    description:
+      - Let this task turn VLAN filtering on for a Linux bridge that has it off, when O(vlan) or O(trunk)
+        needs it. Off by default, because it changes how the bridge treats every port (each gets the
+        bridge's default PVID 1); never turned off by the module.
+    type: bool
+    default: false
+  external_ids:
+    description:
+      - Open vSwitch Interface C(external_ids) for the device's port, such as V(iface-id) (the logical port a
+        controller such as OVN or Neutron binds), V(attached-mac) and V(vm-uuid). Keys are 1 to 64 letters,
+        digits and V(_.:-); values strings. Needs an Open vSwitch O(bridge) and a O(lease); the module adds
+        V(netdev-tuntap-lease) itself. Keys not given are left as they are (controllers write their own).
+    type: dict
+  ipv6:
+    description:
+      - IPv6 on the device's host side. A new device gets IPv6 switched off (C(disable_ipv6)) before its link
+        first comes up, unless this is V(true), so no link-local address appears and no router advertisement
+        is accepted; this also spares the kernel a route per tap.
+      - An existing device is changed only when this is given.
+    type: bool
+  txqueuelen:
+    description: The link's transmit queue length (each queue's ring of a tun device follows it).
+    type: int
   force:
     description:
       - With O(state=absent), or when a lease's device is replaced, delete the device even while a process
@@ -221,6 +282,31 @@ options:
         description: As O(force).
         type: bool
         default: false
+      bridge_type:
+        description: As O(bridge_type).
+        type: str
+        choices: [auto, linux, ovs]
+        default: auto
+      vlan:
+        description: As O(vlan).
+        type: raw
+      trunk:
+        description: As O(trunk).
+        type: list
+        elements: raw
+      bridge_vlan_filtering:
+        description: As O(bridge_vlan_filtering).
+        type: bool
+        default: false
+      external_ids:
+        description: As O(external_ids).
+        type: dict
+      ipv6:
+        description: As O(ipv6).
+        type: bool
+      txqueuelen:
+        description: As O(txqueuelen).
+        type: int
   prune_prefix:
     description:
       - With O(devices), every lease in this registry that starts with this prefix and that the list does
@@ -234,10 +320,24 @@ options:
       - Given without O(name) and O(devices), the task only removes these leases.
     type: list
     elements: str
+  ovs_db:
+    description:
+      - The Open vSwitch database to talk to (C(ovs-vsctl --db)), such as V(unix:/run/openvswitch/db.sock).
+        Omitted means ovs-vsctl's default. It is recorded with each lease's port, so that a later task that
+        only releases the lease finds the row without it.
+    type: str
+  ovs_timeout:
+    description:
+      - Seconds each C(ovs-vsctl) call may take (C(--timeout)), including the wait for ovs-vswitchd to apply
+        a change; a database or switch that does not answer in time fails the task, leaving nothing half made.
+    type: int
+    default: 10
 notes:
   - The registry lock is held from allocation until the registry records the result, so concurrent runs
     on one host never get the same name.
   - Devices of other tools in the namespace are never changed, unless named literally.
+  - Open vSwitch is used through C(ovs-vsctl), the database's own client, rather than the C(ovs) Python IDL,
+    so nothing beyond Open vSwitch itself is needed on the target; each change is one transaction.
 seealso:
   - name: libvirt pre-made tap devices
     description: Use C(<target dev='NAME' managed='no'/>) so libvirt does not delete a tap made beforehand.
@@ -275,6 +375,28 @@ EXAMPLES = r"""
         lease: db1/net1
         mtu: 9000
     prune_prefix: "db1/"
+
+- name: A guest NIC on VLAN 100 of a Linux bridge, with tagged VLANs 200 to 210
+  netdev.tuntap.tap_device:
+    name: vmtap%d
+    lease: web1/net1
+    bridge: br0
+    vlan: 100
+    trunk: ["200-210"]
+    bridge_vlan_filtering: true
+
+- name: A guest NIC as an Open vSwitch port that OVN recognises by its iface-id
+  netdev.tuntap.tap_device:
+    name: vmtap%d
+    lease: web1/net2
+    bridge: br-int
+    bridge_type: ovs
+    mac_address: fe:54:00:12:34:57
+    txqueuelen: 4000
+    external_ids:
+      iface-id: 5c2b3a2e-2f5e-4c3e-9b0f-1d2e3f4a5b6c
+      attached-mac: "52:54:00:12:34:57"
+      vm-uuid: 0d5e6f70-8192-4a3b-9c4d-5e6f708192a3
 
 - name: Remove every device of a guest that is gone, whatever its NICs were
   netdev.tuntap.tap_device:
@@ -386,6 +508,38 @@ up:
   sample: true
 in_use:
   description: Whether a process (QEMU, libvirt) holds the device.
+  returned: single-device form
+  type: bool
+  sample: false
+bridge_type:
+  description: V(linux) or V(ovs) for a device on a bridge, null otherwise.
+  returned: single-device form
+  type: str
+  sample: ovs
+vlan:
+  description: The port's untagged VLAN (Linux bridge PVID, OVS tag); null when none or not read (the task
+    gave no VLAN option and the bridge is a Linux bridge).
+  returned: single-device form
+  type: int
+  sample: 100
+trunk:
+  description: The port's tagged VLANs, as ids and V(a-b) ranges; null when not read.
+  returned: single-device form
+  type: list
+  elements: raw
+  sample: [200, "300-310"]
+external_ids:
+  description: The Open vSwitch Interface's external_ids (null when not on an OVS bridge).
+  returned: single-device form
+  type: dict
+  sample: {"iface-id": "5c2b3a2e", "netdev-tuntap-lease": "web1/net2"}
+txqueuelen:
+  description: The link's transmit queue length.
+  returned: single-device form
+  type: int
+  sample: 1000
+ipv6:
+  description: Whether IPv6 is on for the device; null when not read or the kernel has no IPv6.
   returned: single-device form
   type: bool
   sample: false
