@@ -65,6 +65,7 @@ KNOWN_BLOCKS = {
     (README, "yaml", "- name: Give every guest its TAP devices"): "test_readme_role_playbook",
     (README, "jinja", "{% for nic in guest_taps_devices['web1'] %}"): "test_role_readme_example",
     (README, "", "plugins/modules/tap_device.py"): "test_readme_layout",
+    (README, "yaml", "- name: web1's NIC on VLAN 100 of br0"): "test_readme_bridge_ports",
     (ROLE_README, "yaml", "guest_taps_devices:"): "test_role_readme_example",
     (ROLE_README, "yaml", "- name: Give every guest its taps"): "test_role_readme_example",
     (ROLE_README, "xml", "<interface type='ethernet'>"): "test_role_readme_example",
@@ -88,6 +89,27 @@ def test_readme_layout():
     for line in block.text.splitlines():
         path = line.split()[0]
         assert os.path.exists(os.path.join(h.REPO_ROOT, path)), "README's layout names %r, which does not exist" % path
+
+
+@pytest.mark.ovs
+def test_readme_bridge_ports(ns, tmp_path, private_ovs):
+    """Both tasks of the bridge-ports example, with their arguments as written, through the module's
+    engine in a throwaway namespace: the OVS one on a private Open vSwitch (its database given as
+    ovs_db), the VLAN one on this machine's kernel, which lacks bridge VLAN filtering and must say so
+    (its working path is the vlan_vm stage's, on Debian's kernel)."""
+    block = _find(README, "yaml", "- name: web1's NIC on VLAN 100 of br0")
+    vlan_task, ovs_task = [task["netdev.tuntap.tap_device"] for task in yaml.safe_load(block.text)]
+    h.add_link(ns, "br0", "bridge")
+    private_ovs.add_bridge("br-int")
+    api = h.Api(ns, tmp_path / "reg" / "registry.json")
+    message = api.fails(**vlan_task)
+    assert "built without CONFIG_BRIDGE_VLAN_FILTERING" in message, message
+    result = api(ovs_db=private_ovs.db, **ovs_task)
+    name = result["name"]
+    assert private_ovs.vsctl("port-to-br", name).stdout.strip() == "br-int"
+    ids = dict(private_ovs.get("Interface", name, "external_ids")[1])
+    assert ids == dict(ovs_task["external_ids"], **{"netdev-tuntap-lease": "web1/net1"})
+    assert private_ovs.get("Port", name, "tag") == ovs_task["vlan"]
 
 
 @NEEDS_REMOVE_PREFIXES
