@@ -17,14 +17,20 @@ from ansible_collections.netdev.tuntap.plugins.module_utils._marks import MAX_MA
 from ansible_collections.netdev.tuntap.plugins.module_utils._names import (
     InvalidName, is_template, validate_name, validate_template)
 from ansible_collections.netdev.tuntap.plugins.module_utils._values import (
-    has_control_characters, lease_problem, mac_octets, mac_problem, mtu_problem, normalize_mac)
+    external_ids_problem, has_control_characters, lease_problem, mac_octets, mac_problem, mtu_problem,
+    normalize_mac, parse_trunk, vlan_problem)
 
 LEASE_PREFIX = "guest_taps:"
 DEFAULT_TEMPLATE = "vmtap%d"
 # The kernel refuses more queues than this on one tap (MAX_TAP_QUEUES).
 MAX_QUEUES = 256
 STATES = ("present", "absent")
-NIC_KEYS = frozenset(("id", "bridge", "mac", "host_mac", "mtu", "queues", "vnet_hdr", "owner", "group", "name"))
+NIC_KEYS = frozenset(("id", "bridge", "mac", "host_mac", "mtu", "queues", "vnet_hdr", "owner", "group", "name",
+                      "vlan", "trunk", "external_ids", "iface_id", "bridge_type"))
+BRIDGE_TYPES = ("auto", "linux", "ovs")
+PORT_KEYS = ("vlan", "trunk", "external_ids", "iface_id", "bridge_type")
+# The module's key for the lease in an OVS row; a NIC may not set it (see _port_problems).
+LEASE_EXTERNAL_ID = "netdev-tuntap-lease"
 GUEST_KEYS = frozenset(("name", "state", "nics"))
 
 def host_mac_for(guest_mac):
@@ -214,6 +220,7 @@ def _guest_problems(index, guest, seen_guests, seen_names, template):
                 problems.append("%s: queues %r must be an integer from 1 to %d" % (where, queues, MAX_QUEUES))
         if nic.get("vnet_hdr") is not None and _bool_value(nic["vnet_hdr"]) is None:
             problems.append("%s: vnet_hdr %r must be a boolean" % (where, nic["vnet_hdr"]))
+        problems.extend(_port_problems(nic, where))
         for who in ("owner", "group"):
             why = _owner_problem(nic.get(who))
             if why:
@@ -230,6 +237,64 @@ def _guest_problems(index, guest, seen_guests, seen_names, template):
                 else:
                     seen_names[dev_name] = where
     return problems
+
+
+def _port_problems(nic, where):
+    """vlan, trunk, external_ids, iface_id and bridge_type of one NIC, by the module's own rules."""
+    problems = []
+    if nic.get("vlan") is not None:
+        why = vlan_problem(nic["vlan"])
+        if why:
+            problems.append("%s: vlan %r %s" % (where, nic["vlan"], why))
+    if nic.get("trunk") is not None:
+        ranges, why = parse_trunk(nic["trunk"])
+        if why:
+            problems.append("%s: trunk %s" % (where, why))
+        elif nic.get("vlan") is not None and not vlan_problem(nic["vlan"]) and any(
+                low <= int(nic["vlan"]) <= high for low, high in ranges):
+            problems.append("%s: trunk contains vlan %s, the untagged VLAN of the port" % (where, nic["vlan"]))
+    ids = nic.get("external_ids")
+    if ids is not None:
+        why = external_ids_problem(ids)
+        if why:
+            problems.append("%s: external_ids %s" % (where, why))
+        elif LEASE_EXTERNAL_ID in ids:
+            problems.append("%s: external_ids key %r is set by the module from the lease; leave it out"
+                            % (where, LEASE_EXTERNAL_ID))
+    iface_id = nic.get("iface_id")
+    if iface_id is not None and (not isinstance(iface_id, str) or not iface_id.strip()
+                                 or has_control_characters(iface_id)):
+        problems.append("%s: iface_id must be a non-empty string (the OVS logical port id), got %r"
+                        % (where, iface_id))
+    bridge_type = nic.get("bridge_type")
+    if bridge_type is not None and bridge_type not in BRIDGE_TYPES:
+        problems.append("%s: bridge_type %r is not allowed; choose %s" % (where, bridge_type, ", ".join(BRIDGE_TYPES)))
+    port_keys = [key for key in ("vlan", "trunk", "external_ids", "iface_id") if nic.get(key) is not None]
+    if port_keys and not nic.get("bridge"):
+        problems.append("%s: %s needs bridge: VLANs and port ids belong to the port of a bridge"
+                        % (where, port_keys[0]))
+    ovs_keys = [key for key in ("external_ids", "iface_id") if nic.get(key) is not None]
+    if ovs_keys and bridge_type == "linux":
+        problems.append("%s: %s needs an Open vSwitch bridge, but bridge_type is 'linux'" % (where, ovs_keys[0]))
+    return problems
+
+
+def _port_item(nic):
+    """The module options of a NIC's bridge port: VLANs, OVS external_ids (iface_id and the guest's MAC
+    as attached-mac, as libvirt writes them, unless external_ids gives its own), bridge_type."""
+    item = {}
+    for key in ("vlan", "trunk", "bridge_type"):
+        if nic.get(key) is not None:
+            item[key] = nic[key]
+    if nic.get("external_ids") is not None or nic.get("iface_id") is not None:
+        ids = {}
+        if nic.get("iface_id") is not None:
+            ids["iface-id"] = nic["iface_id"]
+        if nic.get("mac") is not None:
+            ids["attached-mac"] = normalize_mac(nic["mac"])
+        ids.update({str(key): str(value) for key, value in (nic.get("external_ids") or {}).items()})
+        item["external_ids"] = ids
+    return item
 
 
 def guest_tap_problems(guests, template=DEFAULT_TEMPLATE):
@@ -292,6 +357,7 @@ def guest_tap_devices(guests, template=DEFAULT_TEMPLATE, owner=None, group=None)
                 item["bridge"] = nic["bridge"]
             if nic.get("mtu") is not None:
                 item["mtu"] = _int_value(nic["mtu"])
+            item.update(_port_item(nic))
             nic_owner = nic.get("owner") if nic.get("owner") is not None else owner
             nic_group = nic.get("group") if nic.get("group") is not None else group
             # The module's owner/group are strings (a name or a number); an int would be converted with a warning.
@@ -353,6 +419,11 @@ def guest_tap_fact(result, guests):
                 "queues": queues,
                 "multi_queue": bool(made.get("multi_queue", queues > 1)),
             })
+            if any(nic.get(key) is not None for key in PORT_KEYS):
+                # Only for NICs that ask for a port: the fact of every other NIC stays as it was.
+                nics[-1].update(bridge_type=made.get("bridge_type"), vlan=made.get("vlan"), trunk=made.get("trunk"),
+                                external_ids=made.get("external_ids"),
+                                iface_id=(made.get("external_ids") or {}).get("iface-id"))
         fact[name] = nics
     return fact
 

@@ -70,6 +70,9 @@ KNOWN_BLOCKS = {
     (ROLE_README, "yaml", "- name: Give every guest its taps"): "test_role_readme_example",
     (ROLE_README, "xml", "<interface type='ethernet'>"): "test_role_readme_example",
     (ROLE_README, "", "-netdev tap,id=hn0"): "test_role_readme_example",
+    (ROLE_README, "yaml", "guest_taps_owner: libvirt-qemu"): "test_role_readme_ovs_nic",
+    (ROLE_README, "xml", "<interface type='ethernet'>\n  <mac address='52:54:00:12:36:01'/>"):
+        "test_role_readme_ovs_nic",
 }
 
 
@@ -376,6 +379,41 @@ def test_role_readme_example(sandbox, tmp_path):
     libvirt_tpl, qemu_tpl = [b for b in ntt_markdown.blocks(README) if b.lang == "jinja"]
     assert _render(sandbox, tmp_path, libvirt_tpl.text, fact, "libvirt") == xml_sample
     assert _render(sandbox, tmp_path, qemu_tpl.text, fact, "qemu") == args_sample
+
+
+@pytest.mark.ovs
+def test_role_readme_ovs_nic(sandbox, tmp_path, private_ovs):
+    """The role README's OVS NIC: its variables (plus guest_taps_ovs_db) in the README's example
+    playbook, run by the role on a private Open vSwitch. The port row carries what the README says,
+    the fact shows the port, libvirt's file is the one shown, a second run changes nothing, and
+    removing the guest leaves no row."""
+    private_ovs.add_bridge("br-int")
+    variables = yaml.safe_load(_find(ROLE_README, "yaml", "guest_taps_owner: libvirt-qemu").text)
+    [play] = yaml.safe_load(_find(ROLE_README, "yaml", "- name: Give every guest its taps").text)
+    play["vars"] = dict(variables, guest_taps_ovs_db=private_ovs.db)
+    path = _write(tmp_path, "ovs_nic.yml", yaml.safe_dump([play], sort_keys=False))
+    first = sandbox.playbook(path).ok()
+    [nic] = _published_fact(first)["web2"]
+    guest_nic = variables["guest_taps_guests"][0]["nics"][0]
+    assert (nic["bridge"], nic["bridge_type"], nic["vlan"], nic["iface_id"]) == (
+        "br-int", "ovs", 10, guest_nic["iface_id"]), nic
+    name = nic["device"]
+    assert private_ovs.vsctl("port-to-br", name).stdout.strip() == "br-int"
+    ids = dict(private_ovs.get("Interface", name, "external_ids")[1])
+    assert ids == {"iface-id": guest_nic["iface_id"], "attached-mac": guest_nic["mac"],
+                   "vm-uuid": guest_nic["external_ids"]["vm-uuid"], "netdev-tuntap-lease": "guest_taps:web2/net0"}
+    assert nic["external_ids"] == ids
+    assert private_ovs.get("Port", name, "tag") == 10
+    assert private_ovs.get("Interface", name, "ofport") > 0
+    xml_sample = [b for b in ntt_markdown.blocks(ROLE_README) if b.lang == "xml"
+                  and "52:54:00:12:36:01" in b.text][0].text
+    assert sandbox.read("/etc/libvirt/guest-nics/web2-interfaces.xml") == xml_sample
+    assert sandbox.playbook(path).ok().changed == 0
+    play["vars"]["guest_taps_guests"][0]["state"] = "absent"
+    gone = _write(tmp_path, "ovs_nic_gone.yml", yaml.safe_dump([play], sort_keys=False))
+    sandbox.playbook(gone).ok()
+    assert name not in private_ovs.port_names()
+    assert name not in h.tun_names(sandbox.netns)
 
 
 # --------------------------------------------------------------------------- examples/

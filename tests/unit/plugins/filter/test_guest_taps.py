@@ -299,3 +299,49 @@ def test_thousand_nics_is_fast():
     elapsed = time.perf_counter() - start
     assert len(devices) == 1000 and len(fact) == 500
     assert elapsed < 0.5, elapsed
+
+
+# -- bridge ports: VLANs and Open vSwitch ids ----------------------------------------------
+
+def _one(nic):
+    return [{"name": "web1", "nics": [dict({"id": "net0", "bridge": "br-int"}, **nic)]}]
+
+
+@pytest.mark.parametrize("nic, words", [
+    ({"vlan": 0}, "vlan 0 is out of range; allowed VLAN ids: 1 to 4094"),
+    ({"vlan": 4095}, "vlan 4095 is out of range"),
+    ({"vlan": "x"}, "vlan 'x' is not a VLAN id"),
+    ({"trunk": ["10-20", 15]}, "trunk items '10-20' and 15 overlap"),
+    ({"trunk": [5], "vlan": 5}, "trunk contains vlan 5"),
+    ({"external_ids": {"iface id": "x"}}, "external_ids key 'iface id' is not allowed"),
+    ({"external_ids": {"netdev-tuntap-lease": "x"}}, "is set by the module from the lease"),
+    ({"iface_id": ""}, "iface_id must be a non-empty string"),
+    ({"bridge_type": "bogus"}, "bridge_type 'bogus' is not allowed"),
+    ({"bridge": None, "vlan": 5}, "vlan needs bridge"),
+    ({"bridge_type": "linux", "iface_id": "p"}, "iface_id needs an Open vSwitch bridge"),
+])
+def test_port_problems_name_the_nic(nic, words):
+    problems = guest_tap_problems(_one(nic))
+    assert len(problems) == 1 and problems[0].startswith("guest 'web1' (guest_taps_guests[0]) nics[0]: ")
+    assert words in problems[0], problems
+
+
+def test_port_options_reach_the_module_and_the_fact():
+    guests = _one({"mac": "52:54:00:12:36:01", "iface_id": "p1", "external_ids": {"vm-uuid": "u1"},
+                   "vlan": 10, "trunk": ["20-21"], "bridge_type": "ovs"})
+    [item] = guest_tap_devices(guests)
+    assert item["external_ids"] == {"iface-id": "p1", "attached-mac": "52:54:00:12:36:01", "vm-uuid": "u1"}
+    assert (item["vlan"], item["trunk"], item["bridge_type"]) == (10, ["20-21"], "ovs")
+    made = dict(item, name="vmtap0", bridge="br-int", bridge_type="ovs",
+                external_ids=dict(item["external_ids"], **{"netdev-tuntap-lease": item["lease"]}))
+    [nic] = guest_tap_fact({"devices": [made]}, guests)["web1"]
+    assert (nic["bridge_type"], nic["vlan"], nic["trunk"], nic["iface_id"]) == ("ovs", 10, ["20-21"], "p1")
+    assert nic["external_ids"]["netdev-tuntap-lease"] == "guest_taps:web1/net0"
+
+
+def test_nics_without_port_options_keep_their_fact_and_items():
+    guests = _one({"mac": "52:54:00:12:36:01"})
+    [item] = guest_tap_devices(guests)
+    assert not {"vlan", "trunk", "external_ids", "bridge_type"} & set(item)
+    [nic] = guest_tap_fact({"devices": [dict(item, name="vmtap0")]}, guests)["web1"]
+    assert not {"vlan", "trunk", "external_ids", "iface_id", "bridge_type"} & set(nic)
