@@ -33,6 +33,7 @@ PORT_KEYS = ("vlan", "trunk", "external_ids", "iface_id", "bridge_type")
 LEASE_EXTERNAL_ID = "netdev-tuntap-lease"
 GUEST_KEYS = frozenset(("name", "state", "nics"))
 
+
 def host_mac_for(guest_mac):
     """The host side's MAC by libvirt's rule: first octet 0xFE, or 0xFA when the guest's already is 0xFE.
 

@@ -37,8 +37,6 @@ def port_settings(vlan, trunk) -> dict:
     return {"tag": vlan, "trunks": trunks, "vlan_mode": mode}
 
 
-
-
 def wanted_vlans(spec) -> dict:
     """{vid: untagged-PVID?} that the request asks for (omitted vlan or trunk: none of that kind)."""
     wanted = {vid: False for vid in vlan_set(spec.trunk or [])}

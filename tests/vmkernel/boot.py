@@ -1,7 +1,6 @@
-#!/usr/bin/env python3
 """Boot the VM tier once and collect its check lines.
 
-    python3 tests/vmkernel/boot.py [OUTDIR]
+    .venv/bin/python tests/vmkernel/boot.py [OUTDIR]
 
 QEMU with TCG (no KVM on these machines), no disk, no network: Debian's kernel and the
 initramfs from build.py, console on the serial port, which is read line by line (and kept in

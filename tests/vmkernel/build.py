@@ -1,7 +1,6 @@
-#!/usr/bin/env python3
 """Build what the VM tier boots: Debian's cloud kernel and an initramfs that carries the test.
 
-    python3 tests/vmkernel/build.py [OUTDIR]     # default tests/output/vmkernel
+    .venv/bin/python tests/vmkernel/build.py [OUTDIR]     # default tests/output/vmkernel
 
 This machine's kernel has no bridge VLAN filtering, so the working path of the module's
 Linux bridge VLANs is tested on Debian's own kernel, booted under QEMU (TCG, no KVM needed).
@@ -10,8 +9,8 @@ linux-image-cloud-amd64 names the current one); the modules the test needs (tun,
 what they depend on, by modinfo) come from it. The initramfs holds busybox (Debian's
 busybox-static), this host's Debian python3 with its standard library and shared libraries,
 iproute2's ip and bridge (to read the kernel back), pyroute2 and ansible's module_utils from
-the test virtualenv, the collection's plugins, and /init, which runs guest_checks.py and
-powers off. Written as a plain newc cpio (the kernel reads it uncompressed; no cpio tool needed).
+the test virtualenv, the collection's plugins, and /init (INIT), which runs guest_checks.py
+and powers off. Written as a plain newc cpio (the kernel reads it uncompressed; no cpio tool needed).
 """
 from __future__ import annotations
 
@@ -29,6 +28,30 @@ MODULES = ["tun", "bridge"]
 IPROUTE = ["/usr/sbin/ip", "/usr/sbin/bridge", "/usr/bin/ip", "/bin/ip", "/sbin/bridge"]
 STDLIB_SKIP = {"test", "idlelib", "tkinter", "turtledemo", "ensurepip", "lib2to3", "pydoc_data",
                "dist-packages", "site-packages", "venv", "distutils", "config-3.11-x86_64-linux-gnu"}
+
+
+# /init of the initramfs (busybox sh): mount what Python and iproute2 need, load the kernel
+# modules the test uses, run the checks, report on the serial console, power off.
+INIT = """#!/bin/busybox sh
+/bin/busybox --install -s /bin
+# iproute2 before the busybox applets of the same name
+export PATH=/usr/sbin:/usr/bin:/bin:/sbin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev 2>/dev/null
+mount -t tmpfs tmpfs /run
+mount -t tmpfs tmpfs /tmp
+mkdir -p /dev/net
+[ -c /dev/net/tun ] || mknod /dev/net/tun c 10 200
+while read -r module; do
+    insmod "/modules/$module" || echo "NTT-VM insmod $module failed"
+done </modules/order
+ip link set lo up
+echo "NTT-VM kernel $(uname -r)"
+PYTHONPATH=/opt/py:/opt/collections PYTHONDONTWRITEBYTECODE=1 /usr/bin/python3 /vm/guest_checks.py
+echo "NTT-VM exit $?"
+poweroff -f
+"""
 
 
 def run(*argv, **kwargs) -> str:
@@ -180,7 +203,7 @@ def build(out: str) -> dict:
     stdlib = "/usr/lib/" + version
     tree.add_host(PYTHON)
     tree.add_tree(stdlib, stdlib, skip=STDLIB_SKIP)
-    iproute = [p for p in dict.fromkeys(map(os.path.realpath, filter(os.path.exists, IPROUTE)))]
+    iproute = list(dict.fromkeys(map(os.path.realpath, filter(os.path.exists, IPROUTE))))
     for binary in iproute:
         tree.add(binary, binary, 0o755)
     dynload = glob.glob(os.path.join(stdlib, "lib-dynload", "*.so"))
@@ -194,7 +217,7 @@ def build(out: str) -> dict:
     tree.add_tree(os.path.join(REPO, "plugins"), "opt/collections/ansible_collections/netdev/tuntap/plugins",
                   skip={"__pycache__"})
     tree.add("vm/guest_checks.py", os.path.join(HERE, "guest_checks.py"))
-    tree.add("init", os.path.join(HERE, "init.sh"), 0o755)
+    tree.add("init", INIT.encode(), 0o755)
     initramfs = os.path.join(out, "initramfs.cpio")
     write_cpio(tree, initramfs)
     return {"kernel": vmlinuz, "initramfs": initramfs, "files": len(tree.files),

@@ -24,8 +24,9 @@ CHECKS = [function.__name__ for function in guest_checks.CHECKS]
 
 def _missing() -> list:
     tools = ("qemu-system-x86_64", "busybox", "apt-get", "dpkg-deb", "modinfo")
-    return [tool for tool in tools if shutil.which(tool) is None and not (tool == "busybox"
-                                                                        and os.path.exists("/bin/busybox"))]
+    found = {tool: shutil.which(tool) is not None for tool in tools}
+    found["busybox"] = found["busybox"] or os.path.exists("/bin/busybox")
+    return [tool for tool in tools if not found[tool]]
 
 
 @pytest.fixture(scope="module")

@@ -21,6 +21,7 @@ import json
 import shutil
 import subprocess
 
+
 class OvsError(Exception):
     """Open vSwitch could not do what was asked (message is user-facing)."""
 

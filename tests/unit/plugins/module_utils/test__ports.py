@@ -52,6 +52,7 @@ def state_of(leases=None):
 def world_of(task, present=()):
     return World(task.netns, links={task.netns: {d.name: d for d in present}})
 
+
 PU = _ports.BRIDGE_VLAN_INFO_PVID | _ports.BRIDGE_VLAN_INFO_UNTAGGED
 
 
@@ -209,9 +210,9 @@ def test_release_removes_only_a_row_carrying_the_lease():
 
 
 def test_ovs_not_answering_is_a_failure_only_when_needed():
-    message = pytest.raises(PlanError, lambda: planner(name="t0", bridge="br-int", bridge_type="ovs",
-                                                       error="Open vSwitch is not running")[0].plan())
-    assert "bridge 'br-int': Open vSwitch is not running" in str(message.value)
+    with pytest.raises(PlanError) as refused:
+        planner(name="t0", bridge="br-int", bridge_type="ovs", error="Open vSwitch is not running")[0].plan()
+    assert "bridge 'br-int': Open vSwitch is not running" in str(refused.value)
     plan, _task, _ledger = planner([link("br0", "bridge")], error="Open vSwitch is not running", name="t0",
                                    bridge="br0")
     assert plan.plan()[0].master is not None
@@ -220,7 +221,9 @@ def test_ovs_not_answering_is_a_failure_only_when_needed():
 def test_linux_bridge_vlans_need_filtering_or_permission():
     bridge = link("br0", "bridge", index=5)
     bridge.vlan_filtering = False
-    message = str(pytest.raises(PlanError, lambda: planner([bridge], name="t0", bridge="br0", vlan=3)[0].plan()).value)
+    with pytest.raises(PlanError) as refused:
+        planner([bridge], name="t0", bridge="br0", vlan=3)[0].plan()
+    message = str(refused.value)
     assert "bridge 'br0' has VLAN filtering off" in message and "vlan_filtering 1" in message
     plan, _task, _ledger = planner([bridge], name="t0", bridge="br0", vlan=3, bridge_vlan_filtering=True)
     [action] = plan.plan()
