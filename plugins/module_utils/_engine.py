@@ -108,6 +108,10 @@ def _run_task(task, check_mode: bool, diff: bool) -> dict:
                 registry.save()
             raise
         warnings += planner.warnings
+        # The host side of the devices the task keeps or makes, for the results and the diff (the plan
+        # only needed it when the task gives ipv6).
+        present = [a.name for a in actions if a.spec is not None and not a.kind.removes and a.name in before]
+        world.ipv6 = dict(_world.read_ipv6(task.netns, present) if present else {}, **(world.ipv6 or {}))
         if check_mode:
             return report(task, actions, before, before, warnings, diff, predicted=True, ports=(world, world))
         applier = Applier(task, ledger, registry.save)
@@ -118,8 +122,8 @@ def _run_task(task, check_mode: bool, diff: bool) -> dict:
                 after_world = _world.World(task.netns, links={task.netns: _world.read_links(task.netns)})
                 _world.read_ports(after_world, needs, ovs)
                 # The host side of every device the task made or kept, read back for the results.
-                present = [a.name for a in actions if a.spec is not None and not a.kind.removes]
-                after_world.ipv6 = dict(after_world.ipv6 or {}, **_world.read_ipv6(task.netns, present))
+                made = [a.name for a in actions if a.spec is not None and not a.kind.removes]
+                after_world.ipv6 = dict(after_world.ipv6 or {}, **_world.read_ipv6(task.netns, made))
         except (LinkError, NetnsError, OSError) as exc:
             raise ApplyError("the devices were changed and recorded, but reading them back failed: %s"
                              % exc, changed=True)

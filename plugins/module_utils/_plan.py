@@ -205,8 +205,12 @@ class Planner:
         if record.get("ovs") and not self.world.ovs_asked:
             ovs_port = False
         elif record.get("ovs") and self.world.ovs_error:
-            raise PlanError("%s: lease %r has an Open vSwitch port %r, and removing it needs Open vSwitch: %s"
-                            % (label, lease, record["name"], self.world.ovs_error))
+            if not force:
+                raise PlanError("%s: lease %r has an Open vSwitch port %r, and removing it needs Open vSwitch: %s. "
+                                "Start Open vSwitch (or give ovs_db), or set force: true to release the lease and "
+                                "leave the row" % (label, lease, record["name"], self.world.ovs_error))
+            self.warnings.append("lease %r: its Open vSwitch port row %r was left, because Open vSwitch could not "
+                                 "be asked: %s" % (lease, record["name"], self.world.ovs_error))
         # A namespace that is gone took its devices with it.
         device = self._device(netns, record["name"]) if self.world.exists(netns) else None
         if device is not None and (device.tun is None or not self._ours(device, lease)):

@@ -172,3 +172,16 @@ def test_qemu_attached_to_a_tap_on_an_ovs_bridge(api, ns, ovs, qemu, tun_world_o
     # The host side carries no address, even with carrier up.
     assert h.sh("ip", "-n", ns, "-j", "addr", "show", "dev", name).stdout.count('"local"') == 0
     assert ovs.get("Port", name, "tag") == 5
+
+
+def test_releasing_a_port_lease_while_ovs_is_down_needs_force(api, ns, ovs):
+    name = api(**ovs_params(ovs, name=T, lease="e/0"))["name"]
+    ovs.stop()
+    message = api.fails(lease="e/0", state="absent", ovs_db=ovs.db, ovs_timeout=2)
+    assert "lease 'e/0' has an Open vSwitch port %r, and removing it needs Open vSwitch" % name in message
+    assert "set force: true to release the lease and leave the row" in message
+    assert name in h.tun_names(ns)
+    result = api(lease="e/0", state="absent", force=True, ovs_db=ovs.db, ovs_timeout=2)
+    assert result["changed"] is True and name not in h.tun_names(ns)
+    h.assert_warnings(result, r"lease 'e/0': its Open vSwitch port row %r was left, because Open vSwitch could "
+                              r"not be asked: .*" % name)

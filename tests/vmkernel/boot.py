@@ -21,6 +21,7 @@ sys.path.insert(0, HERE)
 
 import build  # noqa: E402
 
+ANSI = re.compile(r"\x1b(\[[0-9;?]*[A-Za-z]|c)")   # the firmware's terminal resets
 CHECK = re.compile(r"NTT-CHECK (\S+) (PASS|FAIL)(?: (.*))?")
 
 
@@ -50,7 +51,7 @@ def boot(out: str, timeout: float | None = None) -> dict:
                 buffer += chunk
                 *complete, buffer = buffer.split(b"\n")
                 for raw in complete:
-                    line = raw.decode("utf-8", "replace").rstrip("\r")
+                    line = ANSI.sub("", raw.decode("utf-8", "replace")).rstrip("\r")
                     lines.append(line)
                     match = CHECK.search(line)
                     if match:
