@@ -54,6 +54,7 @@ setup_packages() {
     if ! "$NTT_PYTHON" -c 'import ensurepip, venv' >/dev/null 2>&1; then
         need+=(python3-venv)
     fi
+    command -v sudo >/dev/null 2>&1 || need+=(sudo) # the documented examples use become
     for tool in flock unshare runuser; do
         command -v "$tool" >/dev/null 2>&1 || need+=(util-linux)
     done
