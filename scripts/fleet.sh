@@ -50,10 +50,12 @@ while [ $# -gt 0 ]; do
         *) ntt_die "unknown argument '$1' (see --help)" ;;
     esac
 done
-[[ "$HOSTS" =~ ^[0-9]+$ ]] && [ "$HOSTS" -ge 1 ] && [ "$HOSTS" -le 200 ] ||
+if ! [[ "$HOSTS" =~ ^[0-9]+$ ]] || [ "$HOSTS" -lt 1 ] || [ "$HOSTS" -gt 200 ]; then
     ntt_die "--hosts must be 1 to 200 (one /24 inside the test's namespaces), not '$HOSTS'"
-[[ "$GUESTS" =~ ^[0-9]+$ ]] && [ "$GUESTS" -ge 2 ] && [ "$GUESTS" -le 200 ] ||
+fi
+if ! [[ "$GUESTS" =~ ^[0-9]+$ ]] || [ "$GUESTS" -lt 2 ] || [ "$GUESTS" -gt 200 ]; then
     ntt_die "--guests must be 2 to 200, not '$GUESTS'"
+fi
 if [ "$BENCH" = 0 ] && [ "$HOSTS" -lt 4 ]; then
     ntt_die "the tier needs --hosts 4 or more (h02 logs in as a non-root user, h03 and h04 fail)"
 fi

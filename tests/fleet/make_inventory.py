@@ -51,9 +51,9 @@ def main():
 
     rows = [line.split() for line in open(a.hosts_file) if line.strip()]
     os.makedirs(os.path.join(a.out, "host_vars"), exist_ok=True)
-    inventory = {"all": {"children": {"hypervisors": {"hosts": {r[0]: None for r in rows}}}}}
     with open(os.path.join(a.out, "hosts.yml"), "w") as f:
-        yaml.safe_dump(inventory, f, default_flow_style=False, sort_keys=False)
+        f.write("---\nall:\n  children:\n    hypervisors:\n      hosts:\n")
+        f.writelines("        %s:\n" % r[0] for r in rows)
     for index, (name, address, user) in enumerate(rows, start=1):
         hv = {"ansible_host": address}
         if user != "-":
