@@ -28,15 +28,4 @@ done
 
 echo
 echo "Fleet benchmark: guest_taps role, $guests guests x 2 NICs per host, forks = hosts ($(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg))"
-python3 - "$out" <<'PY'
-import re, sys
-rows = [dict(re.findall(r"(\w+)=([\d.]+)", line)) for line in open(sys.argv[1]) if line.startswith("fleet bench:")]
-print("| hosts | taps | first run, s | no-change run, s | per host, first | per host, no change | per host vs %s hosts (no change) |" % rows[0]["hosts"])
-print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-base = float(rows[0]["per_host_again"])
-for r in rows:
-    h, g, n = int(r["hosts"]), int(r["guests"]), int(r["nics"])
-    print("| %d | %d | %.2f | %.2f | %.3f | %.3f | %.2fx |" % (
-        h, h * g * n, float(r["first"]), float(r["again"]), float(r["per_host_first"]),
-        float(r["per_host_again"]), float(r["per_host_again"]) / base))
-PY
+python3 "$NTT_ROOT/benchmarks/fleet_table.py" "$out"

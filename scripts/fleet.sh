@@ -241,7 +241,8 @@ run_play() {
     end="$(date +%s.%N)"
     LAST_SECONDS="$(python -c "print('%.2f' % ($end - $start))")"
     printf '\n== run %s: ansible-playbook exit %d, %s s\n' "$label" "$rc" "$LAST_SECONDS"
-    sed -n '/^PLAY RECAP/,$p' "$log" | grep -v '^$' | head -n 12
+    # awk, not head: head would end the pipe early, and pipefail would count sed's SIGPIPE.
+    sed -n '/^PLAY RECAP/,$p' "$log" | awk 'NF && n++ < 12'
     [ "$HOSTS" -le 11 ] || echo "   ... ($HOSTS hosts; full output in the run's log)"
 }
 
