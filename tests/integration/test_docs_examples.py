@@ -57,6 +57,7 @@ KNOWN_BLOCKS = {
     (README, "yaml", "- name: Give every guest its TAP devices"): "test_readme_role_playbook",
     (README, "jinja", "{% for nic in guest_taps_devices['web1'] %}"): "test_role_readme_example",
     (README, "", "plugins/modules/tap_device.py"): "test_readme_layout",
+    (README, "text", "inventory/hosts.yml"): "test_readme_many_hosts_layout_is_the_fleet_test_s",
     (ROLE_README, "yaml", "guest_taps_devices:"): "test_role_readme_example",
     (ROLE_README, "yaml", "- name: Give every guest its taps"): "test_role_readme_example",
     (ROLE_README, "xml", "<interface type='ethernet'>"): "test_role_readme_example",
@@ -87,6 +88,31 @@ def test_readme_layout():
                              if f.endswith(".py") and f != "__init__.py"]
     missing = sorted(f for f in plugin_files if f not in named)
     assert not missing, "README's layout does not name %s" % missing
+
+
+FLEET = os.path.join(h.REPO_ROOT, "tests", "fleet")
+MANY_HOSTS = os.path.join(h.REPO_ROOT, "docs", "many-hosts.md")
+
+
+def test_readme_many_hosts_layout_is_the_fleet_test_s():
+    """The inventory layout README.md shows is the one the fleet stage writes and runs
+    (scripts/fleet.sh runs it over SSH; here only the files are compared), and the guide's
+    group_vars file is the fleet's own, byte for byte."""
+    block = _find(README, "text", "inventory/hosts.yml")
+    named = [line.split()[0] for line in block.text.splitlines() if line.strip()]
+    assert named == ["inventory/hosts.yml", "inventory/group_vars/hypervisors.yml", "inventory/host_vars/HOST.yml",
+                     "site.yml"], named
+    assert os.path.isfile(os.path.join(FLEET, "inventory", "group_vars", "hypervisors.yml"))
+    writer = open(os.path.join(FLEET, "make_inventory.py"), encoding="utf-8").read()
+    assert '"hosts.yml"' in writer and '"host_vars"' in writer
+    with open(os.path.join(FLEET, "site.yml"), encoding="utf-8") as handle:
+        play = yaml.safe_load(handle)[0]
+    assert (play["hosts"], play["become"], play["roles"]) == ("hypervisors", True, ["netdev.tuntap.guest_taps"])
+    group_vars = [b for b in ntt_markdown.blocks(MANY_HOSTS) if b.first_line.startswith("---")
+                  and "guest_taps_template" in b.text]
+    assert len(group_vars) == 1, [b.where() for b in group_vars]
+    with open(os.path.join(FLEET, "inventory", "group_vars", "hypervisors.yml"), encoding="utf-8") as handle:
+        assert group_vars[0].text == handle.read()
 
 
 def test_readme_two_commands():
