@@ -141,9 +141,9 @@ class Applier:
             def configure(confirmed: str) -> None:
                 # Runs before TUNSETPERSIST: a device that survives always carries its mark, and one
                 # whose port could not be made is gone when this raises.
-                if not action.ipv6:
-                    # Before the link first comes up: no link-local address, no router advertisement.
-                    _hostside.set_ipv6(confirmed, False)
+                # Before the link first comes up: no link-local address, no router advertisement
+                # (or on, when asked, whatever the namespace's default for new devices is).
+                _hostside.set_ipv6(confirmed, bool(action.ipv6))
                 port = action.port or {}
                 if port.get("filtering"):
                     self._vlan_filtering(port["filtering"])

@@ -72,7 +72,12 @@ def fetch_kernel(out: str) -> str:
     package = kernel_package()
     debs = glob.glob(os.path.join(out, package + "_*.deb"))
     if not debs:
-        subprocess.run(["apt-get", "download", package], cwd=out, check=True, capture_output=True)
+        fetched = subprocess.run(["apt-get", "download", package], cwd=out, check=False, capture_output=True)
+        if fetched.returncode != 0:
+            # Package lists older than the archive name a version that is gone: refresh them once.
+            subprocess.run(["apt-get", "update", "-qq"], check=True, capture_output=True)
+            package = kernel_package()
+            subprocess.run(["apt-get", "download", package], cwd=out, check=True, capture_output=True)
         debs = glob.glob(os.path.join(out, package + "_*.deb"))
     tree = os.path.join(out, "kernel-" + package)
     if not os.path.isdir(tree):
