@@ -33,6 +33,7 @@ class Removal:
     lease: str | None
     template: str | None
     release_name: bool = True   # False when the name now belongs to another device
+    node: str | None = None     # a macvtap's device node to remove with it
 
 
 @dataclass
@@ -52,6 +53,8 @@ class Action:
     removal: Removal | None = None
     lease_changed: bool = False
     origin: str = "pruning"       # for an action without spec: which option asked for it
+    lower: int | None = None      # macvtap/macvlan: ifindex of the lower device for a new device
+    node: str | None = None       # macvtap: the path of its device node
 
     @property
     def changed(self) -> bool:

@@ -18,6 +18,7 @@ import traceback
 
 from ansible_collections.netdev.tuntap.plugins.module_utils import _world
 from ansible_collections.netdev.tuntap.plugins.module_utils._apply import Applier, ApplyError
+from ansible_collections.netdev.tuntap.plugins.module_utils._kernel._chardev import CharDevError
 from ansible_collections.netdev.tuntap.plugins.module_utils._kernel._links import LinkError
 from ansible_collections.netdev.tuntap.plugins.module_utils._kernel._netns import (
     NetnsError, missing_netns_error, netns_exists, remember_host)
@@ -71,7 +72,7 @@ def run(params: dict, check_mode: bool = False, diff: bool = False) -> dict:
         return _run_task(task, check_mode, diff)
     except ApplyError as exc:
         raise TapError(str(exc), changed=exc.changed, detail=exc.detail)
-    except (SpecError, PlanError, RegistryError, NetnsError, LinkError, TunError) as exc:
+    except (SpecError, PlanError, RegistryError, NetnsError, LinkError, TunError, CharDevError) as exc:
         raise TapError(str(exc))
     except OSError as exc:
         # The registry's disk (full, read-only, I/O error) or a system call we did not expect to fail.
@@ -107,7 +108,7 @@ def _run_task(task, check_mode: bool, diff: bool) -> dict:
         applier.apply(actions)  # raises ApplyError, with what was changed, when an action fails
         try:
             after = _world.read_links(task.netns) if applier.changed else before
-        except (LinkError, NetnsError, OSError) as exc:
+        except (LinkError, NetnsError, CharDevError, OSError) as exc:
             raise ApplyError("the devices were changed and recorded, but reading them back failed: %s"
                              % exc, changed=True)
         return report(task, actions, before, after, warnings, diff, predicted=False)
