@@ -20,7 +20,7 @@ TUNTAP, MACVTAP, MACVLAN = "tuntap", "macvtap", "macvlan"
 KINDS = (TUNTAP, MACVTAP, MACVLAN)
 MACVLAN_KINDS = (MACVTAP, MACVLAN)
 # include/uapi/linux/if_link.h, enum macvlan_mode
-MACVLAN_MODES = {"private": 1, "vepa": 2, "bridge": 4, "passthru": 8, "source": 16}
+MACVLAN_MODES = {"bridge": 4, "vepa": 2, "private": 1, "passthru": 8, "source": 16}
 DEFAULT_MACVLAN_MODE = "vepa"   # the kernel's, iproute2's and libvirt's default
 
 
