@@ -255,8 +255,8 @@ class Planner:
                             % (spec.label(), spec.link, lower.kind, spec.kind))
         if lower.kind == "tun" or lower.name == "lo":
             raise PlanError("%s: link %r is %s, which cannot carry a %s; give an Ethernet device such as "
-                            "a NIC, bond, veth or VLAN device" % (spec.label(), spec.link, describe(lower),
-                                                                   spec.kind))
+                            "a NIC, bond, veth or VLAN device"
+                            % (spec.label(), spec.link, describe(lower), spec.kind))
         return lower.index
 
     def _allocator(self, template: str) -> TemplateAllocator:

@@ -391,8 +391,8 @@ def test_role_readme_direct_example(nic_sandbox, tmp_path):
     assert "%d:%d" % (os.major(node.st_rdev), os.minor(node.st_rdev)) == dev
     assert (node.st_uid, node.st_mode & 0o777) == (sandbox.uid("libvirt-qemu"), 0o600)
 
-    assert sandbox.read("/etc/libvirt/web2-interfaces.xml") == _find(ROLE_README, "xml",
-                                                                      "<interface type='direct'>").text
+    shown_xml = _find(ROLE_README, "xml", "<interface type='direct'>").text
+    assert sandbox.read("/etc/libvirt/web2-interfaces.xml") == shown_xml
     script = _find(ROLE_README, "sh", "exec 3<>/run/netdev_tuntap/host/mvtap0").text
     assert sandbox.read("/etc/qemu/web2-qemu-net.sh") == script
     assert sandbox.playbook(play).ok().changed == 0

@@ -163,8 +163,8 @@ def test_macvlan_shares_counters_and_leases_with_taps(api, ns, lower, registry):
                mac_address="52:54:00:aa:bb:01")
     assert (tap["name"], vlan["name"]) == ("mvtap0", "mvtap1")
     info = macvlan_info(ns, "mvtap1")
-    assert (info["kind"], info["mode"], info["mtu"], info["address"]) == ("macvlan", "private", 1400,
-                                                                         "52:54:00:aa:bb:01")
+    assert (info["kind"], info["mode"], info["mtu"]) == ("macvlan", "private", 1400)
+    assert info["address"] == "52:54:00:aa:bb:01"
     assert vlan["char_device"] is None and not os.path.exists(node_dir(ns) + "/mvtap1")
     # A change of kind replaces the leased device with a fresh name, as a change of mode does.
     swapped = api(name=T, lease="g/0", kind="macvtap", link=lower)
@@ -217,8 +217,7 @@ def test_a_lost_registry_is_rebuilt_from_the_marks(api, ns, lower, registry):
 
 # --------------------------------------------------------------------------- the character device
 
-def test_node_is_this_devices_own_even_with_the_same_ifindex_in_another_namespace(api, make_ns_with_lower,
-                                                                                     registry):
+def test_node_is_this_devices_own_even_with_the_same_ifindex_in_another_namespace(make_ns_with_lower, registry):
     ns_a, ns_b = make_ns_with_lower(), make_ns_with_lower()
     a = h.Api(ns_a, registry)(name=T, lease="a/0", kind="macvtap", link="v0", owner=h.NOBODY)
     b = h.Api(ns_b, registry)(name=T, lease="b/0", kind="macvtap", link="v0", group=h.NOBODY_GROUP)

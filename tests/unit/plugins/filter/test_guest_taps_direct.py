@@ -19,8 +19,8 @@ def direct(**kwargs):
 
 
 def test_direct_nic_becomes_a_macvtap_with_the_guests_mac():
-    guests = [{"name": "web2", "nics": [direct(mode="bridge"), {"id": "net1", "bridge": "br0",
-                                                                 "mac": "52:54:00:12:36:02"}]}]
+    tap = {"id": "net1", "bridge": "br0", "mac": "52:54:00:12:36:02"}
+    guests = [{"name": "web2", "nics": [direct(mode="bridge"), tap]}]
     devices = guest_tap_devices(guests, owner="libvirt-qemu")
     assert devices[0] == {"name": "mvtap%d", "lease": "guest_taps:web2/net0", "state": "present", "kind": "macvtap",
                           "link": "eno1", "macvtap_mode": "bridge", "mac_address": "52:54:00:12:36:01",
