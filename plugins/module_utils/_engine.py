@@ -18,12 +18,14 @@ import traceback
 
 from ansible_collections.netdev.tuntap.plugins.module_utils import _world
 from ansible_collections.netdev.tuntap.plugins.module_utils._apply import Applier, ApplyError
-from ansible_collections.netdev.tuntap.plugins.module_utils._kernel._chardev import CharDevError
+from ansible_collections.netdev.tuntap.plugins.module_utils._device import MACVTAP
+from ansible_collections.netdev.tuntap.plugins.module_utils._kernel._chardev import CharDevError, sweep_nodes
 from ansible_collections.netdev.tuntap.plugins.module_utils._kernel._links import LinkError
 from ansible_collections.netdev.tuntap.plugins.module_utils._kernel._netns import (
     NetnsError, missing_netns_error, netns_exists, remember_host)
 from ansible_collections.netdev.tuntap.plugins.module_utils._kernel._tun import TunError
 from ansible_collections.netdev.tuntap.plugins.module_utils._plan import Planner, PlanError, lease_namespaces
+from ansible_collections.netdev.tuntap.plugins.module_utils._nodes import node_dir
 from ansible_collections.netdev.tuntap.plugins.module_utils._registry import Registry, RegistryError
 from ansible_collections.netdev.tuntap.plugins.module_utils._results import report
 from ansible_collections.netdev.tuntap.plugins.module_utils._spec import SpecError, parse_task
@@ -111,4 +113,19 @@ def _run_task(task, check_mode: bool, diff: bool) -> dict:
         except (LinkError, NetnsError, CharDevError, OSError) as exc:
             raise ApplyError("the devices were changed and recorded, but reading them back failed: %s"
                              % exc, changed=True)
+        warnings += _sweep_stale_nodes(task.netns, after)
         return report(task, actions, before, after, warnings, diff, predicted=False)
+
+
+def _sweep_stale_nodes(netns, links: dict) -> list:
+    """Remove the target namespace's macvtap nodes whose device is gone or has other numbers."""
+    keep = {name: link.macvlan.chardev for name, link in links.items()
+            if link.kind == MACVTAP and link.macvlan is not None and link.macvlan.chardev is not None}
+    try:
+        removed = sweep_nodes(node_dir(netns), keep)
+    except CharDevError as exc:
+        return ["%s; the devices themselves were changed and recorded" % exc]
+    if not removed:
+        return []
+    return ["removed %d stale macvtap device node(s) in %s whose device was deleted outside this module: %s"
+            % (len(removed), node_dir(netns), ", ".join(removed))]

@@ -206,6 +206,23 @@ def test_check_mode_and_diff_predict_the_real_run(api, ns, lower, registry):
     assert api(name=T, lease="g/0", kind="macvtap", link=lower, macvtap_mode="bridge")["changed"] is False
 
 
+def test_a_node_whose_device_was_deleted_behind_our_back_does_not_outlive_it(api, ns, lower, registry):
+    made = api(name=T, lease="g/0", kind="macvtap", link=lower)
+    other = api(name=T, lease="g/1", kind="macvtap", link=lower)
+    old_inode = os.lstat(made["char_device"]).st_ino
+    h.ip(ns, "link", "del", made["name"])
+    h.ip(ns, "link", "del", other["name"])
+    # The lease's device is made again under its name, with a node of the new device's numbers.
+    again = api(name=T, lease="g/0", kind="macvtap", link=lower)
+    assert again["name"] == made["name"] and again["changed"] is True
+    # (The kernel may well give the new device the old minor: the node is made again all the same.)
+    assert node_facts(made["char_device"])["rdev"] == sysfs_chardev(ns, made["name"], again["ifindex"])
+    assert os.lstat(made["char_device"]).st_ino != old_inode
+    # The other node pointed at numbers the kernel hands to the next macvtap: it is gone.
+    assert not os.path.exists(other["char_device"])
+    assert os.listdir(node_dir(ns)) == [made["name"]]
+
+
 def test_a_lost_registry_is_rebuilt_from_the_marks(api, ns, lower, registry):
     made = api(name=T, lease="g/0", kind="macvtap", link=lower)
     os.unlink(registry)

@@ -171,6 +171,37 @@ def remove_node(path: str) -> None:
         pass  # other nodes are still there
 
 
+def sweep_nodes(directory: str, keep: dict) -> list:
+    """Remove the nodes in ``directory`` (one namespace's) that are not those of a present macvtap.
+
+    ``keep`` maps each macvtap's name to its (major, minor). A node left behind by a device
+    deleted outside the module would otherwise point at numbers the kernel hands to the next
+    macvtap made anywhere, and give its owner that device. Returns the names removed.
+    """
+    try:
+        entries = os.listdir(directory)
+    except FileNotFoundError:
+        return []
+    removed = []
+    for entry in sorted(entries):
+        path = os.path.join(directory, entry)
+        found = node_state(path)
+        if found is None or found.rdev is None or keep.get(entry) == found.rdev:
+            continue
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            raise CharDevError("removing the stale device node %s failed: %s" % (path, exc.strerror or exc))
+        removed.append(entry)
+    try:
+        os.rmdir(directory)
+    except OSError:
+        pass  # nodes are left in it
+    return removed
+
+
 def open_char_devices() -> dict:
     """{(major, minor): number of open descriptors} of the character devices any process has open.
 
