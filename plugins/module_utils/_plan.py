@@ -153,7 +153,7 @@ class Planner:
             raise PlanError("%s: %r is %s, not a %s device; refusing to delete it%s"
                             % (spec.label(), spec.name, describe(device), _kind_words(spec.kind),
                                "; give kind: %s to remove it" % device.managed_kind if device.managed_kind else ""))
-        self._check_not_in_use(spec.label(), device, spec.force, self.task.netns)
+        self._check_not_in_use(spec.label(), device, spec.force)
         template = device.mark["template"] if device.mark else None
         removal = Removal(spec.name, self.task.netns, device, None, template,
                           node=self._node_of(self.task.netns, device.name, device.managed_kind))
@@ -176,7 +176,7 @@ class Planner:
                                  % (lease, record["name"], describe(device)))
             device = None
         if device is not None:
-            self._check_not_in_use(label, device, force, netns)
+            self._check_not_in_use(label, device, force)
         # The node goes with the lease even when the device is already gone (a namespace deleted).
         node = self._node_of(netns, record["name"], record.get("kind", TUNTAP))
         return Removal(record["name"], netns, device, lease, record.get("template"),
@@ -186,7 +186,7 @@ class Planner:
     def _node_of(netns, name: str, kind) -> str | None:
         return node_path(netns, name) if kind == MACVTAP else None
 
-    def _check_not_in_use(self, label: str, device, force: bool, netns=None) -> None:
+    def _check_not_in_use(self, label: str, device, force: bool) -> None:
         if force:
             return
         holders = self.world.holders(device)
