@@ -26,6 +26,19 @@ def node_dir(netns: str) -> str:
     return "%s/netns/%s" % (NODE_ROOT, netns)
 
 
+@pytest.fixture(autouse=True)
+def _node_root_left_as_found():
+    """The module makes /run/netdev_tuntap/netns for the tests' namespaces: remove what a test made
+    (once empty), so that nothing is left on the machine."""
+    made = [path for path in (NODE_ROOT, NODE_ROOT + "/netns") if not os.path.exists(path)]
+    yield
+    for path in reversed(made):
+        try:
+            os.rmdir(path)
+        except OSError:
+            pass  # not empty: another run's nodes are in it
+
+
 @pytest.fixture
 def lower(ns) -> str:
     """A veth pair in ``ns``; its end ``v0`` is the lower device. The node directory of ``ns`` is
