@@ -34,6 +34,7 @@ class Removal:
     template: str | None
     release_name: bool = True   # False when the name now belongs to another device
     ovs_port: bool = False      # an Open vSwitch port row of ours names it: remove the row too
+    node: str | None = None     # a macvtap's device node to remove with it
 
 
 @dataclass
@@ -56,6 +57,8 @@ class Action:
     port: dict | None = None      # a new device's bridge port: see Planner._new_port
     ipv6: bool | None = None      # a new device: IPv6 on (True) or off (False) before it first comes up
     ovs_record: dict | None = None  # the lease's Open vSwitch port after this action ({bridge, db}), if any
+    lower: int | None = None      # macvtap/macvlan: ifindex of the lower device for a new device
+    node: str | None = None       # macvtap: the path of its device node
 
     @property
     def changed(self) -> bool:

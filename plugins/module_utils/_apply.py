@@ -17,15 +17,18 @@ import traceback
 
 from ansible_collections.netdev.tuntap.plugins.module_utils._actions import Kind
 from ansible_collections.netdev.tuntap.plugins.module_utils import _ports
-from ansible_collections.netdev.tuntap.plugins.module_utils._kernel import _brvlan, _hostside, _tun
+from ansible_collections.netdev.tuntap.plugins.module_utils._device import MACVLAN_KINDS, MACVTAP
+from ansible_collections.netdev.tuntap.plugins.module_utils._kernel import _brvlan, _chardev, _hostside, _macv, _tun
 from ansible_collections.netdev.tuntap.plugins.module_utils._kernel._links import LinkError, Links
 from ansible_collections.netdev.tuntap.plugins.module_utils._kernel._ovs import Ovs, OvsError
 from ansible_collections.netdev.tuntap.plugins.module_utils._kernel._netns import NetnsError, entered
 from ansible_collections.netdev.tuntap.plugins.module_utils._marks import encode_mark
+from ansible_collections.netdev.tuntap.plugins.module_utils._nodes import wanted_node
 from ansible_collections.netdev.tuntap.plugins.module_utils._plan import PlanError, take_next_name
 
 # What a failing action may raise that says what went wrong in words a user can act on.
-EXPECTED_ERRORS = (LinkError, _tun.TunError, NetnsError, PlanError, OvsError, OSError)
+EXPECTED_ERRORS = (LinkError, _tun.TunError, _macv.MacvError, _chardev.CharDevError, NetnsError, PlanError,
+                   OvsError, OSError)
 LINK_SETTINGS = {"mtu", "mac_address", "master", "up", "alias", "txqueuelen"}
 
 
@@ -126,10 +129,52 @@ class Applier:
         elif action.kind is Kind.RECONCILE:
             self._reconcile(action)
         elif action.kind in (Kind.DELETE, Kind.RELEASE):
-            self._delete(action.removal)  # RELEASE: the device is gone, a port row may not be
+            self._delete(action.removal)  # RELEASE: the device is gone; its OVS row or macvtap node may not be
         self.ledger.record(action, hold)
 
     def _create(self, action) -> None:
+        if action.spec.kind in MACVLAN_KINDS:
+            self._create_macvlan(action)
+        else:
+            self._create_tun(action)
+        self.changed = True
+
+    def _create_macvlan(self, action) -> None:
+        """A macvtap/macvlan: made down, then marked, configured and (macvtap) given its node.
+
+        The kernel ignores an alias in the request that creates a link, so the mark follows at
+        once, while the device is still down; if anything after the create fails, the device
+        (and its node) is deleted again, so no unmarked or half-made device is left.
+        """
+        spec = action.spec
+        with entered(action.netns):
+            links = self._links_in(action.netns)
+            while True:
+                try:
+                    _macv.create(action.name, spec.kind, action.lower, spec.macvtap_mode, mtu=spec.mtu,
+                                 mac_address=spec.mac_address)
+                    break
+                except _macv.NameTaken:
+                    if not action.allocated:
+                        raise
+                    take_next_name(action)  # made outside this registry since the snapshot
+            index = socket.if_nametoindex(action.name)
+            try:
+                links.configure(action.name, index, alias=encode_mark(action.lease, action.template))
+                if spec.kind == MACVTAP:
+                    chardev = _chardev.read_numbers().get(index)
+                    if chardev is None:
+                        raise _chardev.CharDevError("macvtap %r has no character device in sysfs" % action.name)
+                    _chardev.make_node(action.node, wanted_node(chardev, spec.owner, spec.group, None))
+                if spec.up:
+                    links.configure(action.name, index, up=True)
+            except BaseException:
+                if action.node is not None:
+                    _remove_node_quietly(action.node)
+                links.delete(action.name, index)
+                raise
+
+    def _create_tun(self, action) -> None:
         spec = action.spec
         flags = _tun.tun_flags(spec.mode, spec.multi_queue, spec.vnet_hdr, spec.packet_info)
         owner, group = spec.owner, spec.group
@@ -165,7 +210,6 @@ class Applier:
                         raise
                     # Someone outside this registry made that name since the snapshot: take the next.
                     take_next_name(action)
-        self.changed = True
 
     def _reconcile(self, action) -> None:
         changes = action.changes
@@ -181,6 +225,9 @@ class Applier:
                 self.changed = True
             if "vlan_filtering" in changes:
                 self._vlan_filtering(changes["vlan_filtering"])
+                self.changed = True
+            if "node" in changes:
+                self._set_node(action.node, device, changes["node"])
                 self.changed = True
             if changes.keys() & LINK_SETTINGS:
                 self._links_in(action.netns).configure(
@@ -202,17 +249,27 @@ class Applier:
                 _hostside.set_ipv6(device.name, changes["ipv6"])
                 self.changed = True
 
+    @staticmethod
+    def _set_node(path: str, device, wanted) -> None:
+        found = device.macvlan.node
+        if found is not None and found.rdev == wanted.rdev:
+            _chardev.set_node(path, wanted)
+        else:
+            _chardev.make_node(path, wanted)
+
     def _delete(self, removal) -> None:
-        """Delete the device of ``removal`` in whatever namespace it lives (if there is one), and
-        its Open vSwitch port row first, so that no row ever names a device that is gone."""
+        """Delete the device of ``removal`` in whatever namespace it lives (if there is one), its Open
+        vSwitch port row first (so that no row ever names a device that is gone), and its node."""
         if removal.ovs_port:
             self.ovs.del_port(removal.name)
             self.changed = True
-        if removal.device is None:
-            return
-        with entered(removal.netns):
-            self._links_in(removal.netns).delete(removal.name, removal.device.index)
-        self.changed = True
+        if removal.device is not None:
+            with entered(removal.netns):
+                self._links_in(removal.netns).delete(removal.name, removal.device.index)
+            self.changed = True
+        if removal.node is not None and _chardev.node_state(removal.node) is not None:
+            _chardev.remove_node(removal.node)
+            self.changed = True
 
     # -- bridge ports (inside entered(netns)) -------------------------------------------------
     @staticmethod
@@ -254,6 +311,13 @@ class Applier:
             raise OvsError("Open vSwitch could not open %r as a port of bridge %r (ofport %s, error %r); the "
                            "port row was removed. The device must be in the network namespace ovs-vswitchd "
                            "runs in" % (name, bridge, ofport, error))
+
+
+def _remove_node_quietly(path: str) -> None:
+    try:
+        _chardev.remove_node(path)
+    except _chardev.CharDevError:
+        pass  # the error being raised is the one to report
 
 
 def _no_vlan_support(exc: OSError) -> str:

@@ -14,6 +14,15 @@ from ansible_collections.netdev.tuntap.plugins.module_utils._marks import decode
 
 IFF_UP = 0x1
 
+# The kinds tap_device manages: tun/tap devices (made through /dev/net/tun), and macvtap and
+# macvlan devices (made over rtnetlink on a lower device).
+TUNTAP, MACVTAP, MACVLAN = "tuntap", "macvtap", "macvlan"
+KINDS = (TUNTAP, MACVTAP, MACVLAN)
+MACVLAN_KINDS = (MACVTAP, MACVLAN)
+# include/uapi/linux/if_link.h, enum macvlan_mode
+MACVLAN_MODES = {"bridge": 4, "vepa": 2, "private": 1, "passthru": 8, "source": 16}
+DEFAULT_MACVLAN_MODE = "vepa"   # the kernel's, iproute2's and libvirt's default
+
 
 @dataclass
 class TunInfo:
@@ -25,6 +34,14 @@ class TunInfo:
     owner: int | None    # None: unset
     group: int | None
     queues: int | None   # queues held by processes (enabled + disabled); multi_queue devices only
+
+
+@dataclass
+class MacvlanInfo:
+    mode: str | None                 # a key of MACVLAN_MODES (None: a mode this module does not know)
+    link: int | None                 # ifindex of the lower device
+    chardev: tuple | None = None     # macvtap only: (major, minor) of its /dev/tapN, read from sysfs
+    node: object | None = None       # macvtap only: the _nodes.NodeState of the node we hand out
 
 
 @dataclass
@@ -42,10 +59,24 @@ class LinkInfo:
     mark: dict | None = field(default=None)  # our lease/template marker, parsed from the alias
     txqueuelen: int | None = None
     vlan_filtering: bool | None = None       # bridges only: whether VLAN filtering is on
+    macvlan: MacvlanInfo | None = None       # for kind macvtap and macvlan
+
+    @property
+    def managed_kind(self) -> str | None:
+        """The tap_device kind this device is (TUNTAP, MACVTAP, MACVLAN), or None for any other."""
+        if self.tun is not None:
+            return TUNTAP
+        if self.macvlan is not None and self.kind in MACVLAN_KINDS:
+            return self.kind
+        return None
 
     @property
     def in_use(self) -> bool:
-        """A process (QEMU, libvirt) holds the device."""
+        """A process (QEMU, libvirt) holds the tun/tap device.
+
+        A macvtap's holders are the processes that have its character device open: that takes
+        a scan of /proc (World.holders), not a look at the link.
+        """
         if self.tun is None:
             return False
         if self.tun.multi_queue:
@@ -70,11 +101,21 @@ def tun_info(attrs: dict) -> TunInfo:
     )
 
 
+def macvlan_mode_name(number: int | None) -> str | None:
+    for name, value in MACVLAN_MODES.items():
+        if value == number:
+            return name
+    return None
+
+
 def link_info(raw: dict) -> LinkInfo:
     """A LinkInfo from one link of _rtnl.dump_links()."""
     tun = None
     if raw["kind"] == "tun" and raw["tun"] is not None:
         tun = tun_info(raw["tun"])
+    macvlan = None
+    if raw["kind"] in MACVLAN_KINDS and raw.get("macvlan") is not None:
+        macvlan = MacvlanInfo(mode=macvlan_mode_name(raw["macvlan"].get("mode")), link=raw.get("link") or None)
     return LinkInfo(
         name=raw["name"],
         index=raw["index"],
@@ -86,6 +127,7 @@ def link_info(raw: dict) -> LinkInfo:
         carrier=bool(raw["carrier"]),
         alias=raw["alias"],
         tun=tun,
+        macvlan=macvlan,
         mark=decode_mark(raw["alias"]),
         txqueuelen=raw.get("txqlen"),
         vlan_filtering=raw.get("vlan_filtering"),

@@ -20,6 +20,8 @@ from ansible_collections.netdev.tuntap.plugins.module_utils import _world
 from ansible_collections.netdev.tuntap.plugins.module_utils._actions import Kind
 from ansible_collections.netdev.tuntap.plugins.module_utils._kernel import _hostside
 from ansible_collections.netdev.tuntap.plugins.module_utils._apply import Applier, ApplyError
+from ansible_collections.netdev.tuntap.plugins.module_utils._device import MACVTAP
+from ansible_collections.netdev.tuntap.plugins.module_utils._kernel._chardev import CharDevError, sweep_nodes
 from ansible_collections.netdev.tuntap.plugins.module_utils._kernel._links import LinkError
 from ansible_collections.netdev.tuntap.plugins.module_utils._kernel._netns import (
     NetnsError, missing_netns_error, netns_exists, remember_host)
@@ -27,6 +29,7 @@ from ansible_collections.netdev.tuntap.plugins.module_utils._kernel._ovs import 
 from ansible_collections.netdev.tuntap.plugins.module_utils._kernel._tun import TunError
 from ansible_collections.netdev.tuntap.plugins.module_utils._plan import (
     Planner, PlanError, lease_namespaces, ovs_db_of, port_needs)
+from ansible_collections.netdev.tuntap.plugins.module_utils._nodes import node_dir
 from ansible_collections.netdev.tuntap.plugins.module_utils._registry import Registry, RegistryError
 from ansible_collections.netdev.tuntap.plugins.module_utils._results import report
 from ansible_collections.netdev.tuntap.plugins.module_utils._spec import SpecError, parse_task
@@ -75,7 +78,7 @@ def run(params: dict, check_mode: bool = False, diff: bool = False) -> dict:
         return _run_task(task, check_mode, diff)
     except ApplyError as exc:
         raise TapError(str(exc), changed=exc.changed, detail=exc.detail)
-    except (SpecError, PlanError, RegistryError, NetnsError, LinkError, TunError, OvsError) as exc:
+    except (SpecError, PlanError, RegistryError, NetnsError, LinkError, TunError, CharDevError, OvsError) as exc:
         raise TapError(str(exc))
     except OSError as exc:
         # The registry's disk (full, read-only, I/O error) or a system call we did not expect to fail.
@@ -124,10 +127,11 @@ def _run_task(task, check_mode: bool, diff: bool) -> dict:
                 # The host side of every device the task made or kept, read back for the results.
                 made = [a.name for a in actions if a.spec is not None and not a.kind.removes]
                 after_world.ipv6 = dict(after_world.ipv6 or {}, **_world.read_ipv6(task.netns, made))
-        except (LinkError, NetnsError, OSError) as exc:
+        except (LinkError, NetnsError, CharDevError, OSError) as exc:
             raise ApplyError("the devices were changed and recorded, but reading them back failed: %s"
                              % exc, changed=True)
         after = after_world.devices(task.netns)
+        warnings += _sweep_stale_nodes(task.netns, after)
         warnings += confirm_macs(task, actions, after)
         return report(task, actions, before, after, warnings, diff, predicted=False, ports=(world, after_world))
 
@@ -158,3 +162,17 @@ def confirm_macs(task, actions, after: dict) -> list:
                                 "(addr_assign_type %d), so udev may rewrite it" % (
                                     action.label(), spec.mac_address, device.name, assigned))
     return warnings
+
+
+def _sweep_stale_nodes(netns, links: dict) -> list:
+    """Remove the target namespace's macvtap nodes whose device is gone or has other numbers."""
+    keep = {name: link.macvlan.chardev for name, link in links.items()
+            if link.kind == MACVTAP and link.macvlan is not None and link.macvlan.chardev is not None}
+    try:
+        removed = sweep_nodes(node_dir(netns), keep)
+    except CharDevError as exc:
+        return ["%s; the devices themselves were changed and recorded" % exc]
+    if not removed:
+        return []
+    return ["removed %d stale macvtap device node(s) in %s whose device was deleted outside this module: %s"
+            % (len(removed), node_dir(netns), ", ".join(removed))]

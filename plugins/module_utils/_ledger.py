@@ -89,14 +89,19 @@ class Ledger:
 
     # -- changing ----------------------------------------------------------
     def bind(self, lease: str, name: str, template: str | None, number: int | None, netns: str | None,
-             mode: str, multi_queue: bool) -> None:
-        """Bind ``lease`` to a device; the binding keeps its age while the name stays the same."""
+             mode: str, multi_queue: bool, kind: str = "tuntap") -> None:
+        """Bind ``lease`` to a device; the binding keeps its age while the name stays the same.
+
+        ``kind`` is recorded for macvtap/macvlan only; a record without it is a tun/tap's.
+        """
         self._holders = None
         previous = self.state["leases"].get(lease)
         since = previous.get("since") if previous and previous["name"] == name else None
         self.state["leases"][lease] = {
             "name": name, "template": template, "id": number, "netns": netns, "mode": mode,
             "multi_queue": multi_queue, "since": self.clock() if since is None else since}
+        if kind != "tuntap":
+            self.state["leases"][lease]["kind"] = kind
 
     def unbind(self, lease: str) -> None:
         self._holders = None
@@ -156,7 +161,7 @@ class Ledger:
         if action.kind in (Kind.CREATE, Kind.RECONCILE) and action.lease is not None:
             spec = action.spec
             self.bind(action.lease, action.name, action.template, action.number, action.netns,
-                      spec.mode, spec.multi_queue)
+                      spec.mode, spec.multi_queue, spec.kind)
             if action.ovs_record:
                 # Which Open vSwitch port row carries this lease: releasing the lease removes it.
                 self.state["leases"][action.lease]["ovs"] = dict(action.ovs_record)
@@ -193,7 +198,7 @@ class Ledger:
         adopted = []
         for device in devices.values():
             mark = device.mark
-            if mark is None or device.tun is None:
+            if mark is None or device.managed_kind is None:
                 continue
             template = mark["template"]
             number = number_in(template, device.name)
@@ -217,4 +222,7 @@ class Ledger:
         """Bind ``lease`` to a device found carrying its mark."""
         if template is not None and number is not None:
             self.raise_counter(template, number)
-        self.bind(lease, device.name, template, number, netns, device.tun.mode, device.tun.multi_queue)
+        if device.tun is not None:
+            self.bind(lease, device.name, template, number, netns, device.tun.mode, device.tun.multi_queue)
+        else:
+            self.bind(lease, device.name, template, number, netns, "tap", False, device.managed_kind)

@@ -15,8 +15,10 @@ from ansible_collections.netdev.tuntap.plugins.module_utils import _ports
 from ansible_collections.netdev.tuntap.plugins.module_utils._actions import Action, Kind, Removal
 from ansible_collections.netdev.tuntap.plugins.module_utils._allocator import (
     RangeExhausted, TemplateAllocator, first_counter)
+from ansible_collections.netdev.tuntap.plugins.module_utils._device import MACVLAN_KINDS, MACVTAP, TUNTAP
 from ansible_collections.netdev.tuntap.plugins.module_utils._marks import encode_mark
 from ansible_collections.netdev.tuntap.plugins.module_utils._names import TemplateMatcher
+from ansible_collections.netdev.tuntap.plugins.module_utils._nodes import node_path, wanted_node
 
 
 class PlanError(Exception):
@@ -71,14 +73,17 @@ def ovs_db_of(task, ledger) -> str | None:
 
 
 def describe(device) -> str:
-    if device.tun is None:
-        return "a %s device" % (device.kind or "non-tun/tap")
     owner = device.mark["lease"] if device.mark and device.mark["lease"] else None
+    leased = " leased to %r" % owner if owner else ""
+    if device.tun is None:
+        return "a %s device%s" % (device.kind or "non-tun/tap", leased if device.managed_kind else "")
     what = "a %s%s device" % ("multi-queue " if device.tun.multi_queue else "", device.tun.mode)
-    return what + (" leased to %r" % owner if owner else "")
+    return what + leased
 
 
-def _in_use_detail(device) -> str:
+def _in_use_detail(device, holders: int) -> str:
+    if device.tun is None:
+        return "%d open descriptor(s) of its character device" % holders
     if device.tun.multi_queue:
         return "%d queue(s) attached" % device.tun.queues
     return "a process has it open"
@@ -138,9 +143,12 @@ class Planner:
         device = self._device(self.task.netns, record["name"])
         if device is None:  # gone (e.g. a reboot): make it again under the same name
             return self._new(spec, name=record["name"], number=record.get("id"))
-        if (device.tun is not None and device.tun.mode == spec.mode
-                and device.tun.multi_queue == spec.multi_queue and self._ours(device, spec.lease)):
+        if self._ours(device, spec.lease) and self._kind_difference(spec, device) is None:
             return self._reconcile(spec, device, record.get("template"), record.get("id"))
+        if self._ours(device, spec.lease) and device.managed_kind == spec.kind:
+            # Our own macvtap/macvlan on another lower device or in another mode: the kernel cannot
+            # move it, so it is replaced, as a change of mode replaces a tap.
+            return self._new(spec, replaces=self._removal_of(spec.label(), spec.lease, record, spec.force))
         if spec.template is None:
             raise PlanError("%s: the name %r is now held by %s; remove that device or use another name"
                             % (spec.label(), device.name, describe(device)))
@@ -182,12 +190,14 @@ class Planner:
         device = self._device(self.task.netns, spec.name)
         if device is None:
             return Action(spec, Kind.ABSENT, spec.name, netns=self.task.netns)
-        if device.tun is None:
-            raise PlanError("%s: %r is %s, not a tun/tap device; refusing to delete it"
-                            % (spec.label(), spec.name, describe(device)))
+        if device.managed_kind != spec.kind:
+            raise PlanError("%s: %r is %s, not a %s device; refusing to delete it%s"
+                            % (spec.label(), spec.name, describe(device), _kind_words(spec.kind),
+                               "; give kind: %s to remove it" % device.managed_kind if device.managed_kind else ""))
         self._check_not_in_use(spec.label(), device, spec.force)
         template = device.mark["template"] if device.mark else None
-        removal = Removal(spec.name, self.task.netns, device, None, template)
+        removal = Removal(spec.name, self.task.netns, device, None, template,
+                          node=self._node_of(self.task.netns, device.name, device.managed_kind))
         return Action(spec, Kind.DELETE, spec.name, netns=self.task.netns, device=device, removal=removal)
 
     def _plan_release(self, spec, label: str, lease: str, record: dict, force: bool) -> Action:
@@ -213,19 +223,28 @@ class Planner:
                                  "be asked: %s" % (lease, record["name"], self.world.ovs_error))
         # A namespace that is gone took its devices with it.
         device = self._device(netns, record["name"]) if self.world.exists(netns) else None
-        if device is not None and (device.tun is None or not self._ours(device, lease)):
+        if device is not None and (device.managed_kind is None or not self._ours(device, lease)):
             self.warnings.append("lease %r: %r is now %s, not the leased device; it was left alone"
                                  % (lease, record["name"], describe(device)))
             device = None
         if device is not None:
             self._check_not_in_use(label, device, force)
-        return Removal(record["name"], netns, device, lease, record.get("template"), ovs_port=ovs_port)
+        # The node goes with the lease even when the device is already gone (a namespace deleted).
+        node = self._node_of(netns, record["name"], record.get("kind", TUNTAP))
+        return Removal(record["name"], netns, device, lease, record.get("template"),
+                       node=node if device is not None or record.get("kind") == MACVTAP else None, ovs_port=ovs_port)
 
     @staticmethod
-    def _check_not_in_use(label: str, device, force: bool) -> None:
-        if device.in_use and not force:
+    def _node_of(netns, name: str, kind) -> str | None:
+        return node_path(netns, name) if kind == MACVTAP else None
+
+    def _check_not_in_use(self, label: str, device, force: bool) -> None:
+        if force:
+            return
+        holders = self.world.holders(device)
+        if device.in_use or holders:
             raise PlanError("%s: device %r is in use (%s); stop the process holding it, or set force: true "
-                            "to delete it anyway" % (label, device.name, _in_use_detail(device)))
+                            "to delete it anyway" % (label, device.name, _in_use_detail(device, holders)))
 
     @staticmethod
     def _ours(device, lease) -> bool:
@@ -235,16 +254,24 @@ class Planner:
     def _compatible(self, spec, record: dict) -> bool:
         if record.get("netns") != self.task.netns or record.get("mode") != spec.mode:
             return False
+        if record.get("kind", TUNTAP) != spec.kind:
+            return False
         if bool(record.get("multi_queue")) != spec.multi_queue:
             return False
         if spec.template is not None:
             return record.get("template") == spec.template
         return record.get("template") is None and record["name"] == spec.name
 
-    @staticmethod
-    def _kind_difference(spec, device) -> str | None:
-        if device.tun is None:
-            return "is %s, not a tun/tap device" % describe(device)
+    def _kind_difference(self, spec, device) -> str | None:
+        if device.managed_kind != spec.kind:
+            return "is %s, not a %s device" % (describe(device), _kind_words(spec.kind))
+        if spec.kind in MACVLAN_KINDS:
+            lower = self.world.names_by_index(self.task.netns).get(device.macvlan.link)
+            if lower != spec.link:
+                return "sits on lower device %r, but link %r was requested" % (lower, spec.link)
+            if device.macvlan.mode != spec.macvtap_mode:
+                return "is in macvtap_mode %r, but %r was requested" % (device.macvlan.mode, spec.macvtap_mode)
+            return None
         if device.tun.mode != spec.mode:
             return "is a %s device, but mode %r was requested" % (device.tun.mode, spec.mode)
         if device.tun.multi_queue != spec.multi_queue:
@@ -329,6 +356,24 @@ class Planner:
         return {"kind": "ovs", "bridge": attachment[1], "settings": _ports.wanted_ovs_settings(spec),
                 "external_ids": _ports.wanted_external_ids(spec)}
 
+    def _lower_index(self, spec) -> int | None:
+        """The ifindex of a macvtap/macvlan's lower device: it must exist here and be a real one."""
+        if spec.kind not in MACVLAN_KINDS:
+            return None
+        lower = self._device(self.task.netns, spec.link)
+        if lower is None:
+            raise PlanError("%s: link %r does not exist in %s; give the lower device (such as the host's NIC) "
+                            "the %s sends through" % (spec.label(), spec.link, _where(self.task.netns), spec.kind))
+        if lower.kind in MACVLAN_KINDS:
+            raise PlanError("%s: link %r is itself a %s device; a %s needs a real lower device (a NIC, bond, "
+                            "veth or VLAN device), not another macvtap/macvlan"
+                            % (spec.label(), spec.link, lower.kind, spec.kind))
+        if lower.kind == "tun" or lower.name == "lo":
+            raise PlanError("%s: link %r is %s, which cannot carry a %s; give an Ethernet device such as "
+                            "a NIC, bond, veth or VLAN device"
+                            % (spec.label(), spec.link, describe(lower), spec.kind))
+        return lower.index
+
     def _allocator(self, template: str) -> TemplateAllocator:
         allocator = self.allocators.get(template)
         if allocator is None:
@@ -374,10 +419,12 @@ class Planner:
         if attachment is not None:
             # A device on an OVS bridge has no netlink master (ovs-vswitchd opens it itself).
             master = attachment[1].index if attachment[0] == "linux" else (0 if attachment[0] == "none" else None)
+        lower = self._lower_index(spec)
         return Action(spec, Kind.CREATE, name, netns=self.task.netns, number=number, template=spec.template,
                       lease=spec.lease, master=master, allocator=allocator, replaces=replaces,
                       lease_changed=spec.lease is not None, port=port, ipv6=bool(spec.ipv6),
-                      ovs_record=self._ovs_record(spec, attachment, None))
+                      ovs_record=self._ovs_record(spec, attachment, None), lower=lower,
+                      node=self._node_of(self.task.netns, name, spec.kind))
 
     def _reconcile(self, spec, device, template: str | None, number: int | None) -> Action:
         changes = {}
@@ -395,15 +442,10 @@ class Planner:
                 changes["ipv6"] = spec.ipv6
         if device.up != spec.up:
             changes["up"] = spec.up
-        if spec.owner is not None and device.tun.owner != spec.owner:
-            changes["owner"] = spec.owner
-        if spec.group is not None and device.tun.group != spec.group:
-            changes["group"] = spec.group
-        if ("owner" in changes or "group" in changes) and device.in_use and not device.tun.multi_queue:
-            raise PlanError("%s: owner/group of %r cannot be changed while a process holds it: the kernel "
-                            "allows that only while no process has a single-queue tap open. Stop the guest, "
-                            "or leave owner and group as they are (%s/%s)"
-                            % (spec.label(), device.name, device.tun.owner, device.tun.group))
+        if device.tun is not None:
+            self._reconcile_tun(spec, device, changes)
+        elif spec.kind == MACVTAP:
+            self._reconcile_node(device, spec, changes)
         if spec.lease is not None or template is not None:
             mark = encode_mark(spec.lease, template)
             if device.alias != mark:
@@ -418,7 +460,8 @@ class Planner:
             lease_changed = True
         return Action(spec, Kind.RECONCILE, device.name, netns=self.task.netns, number=number, template=template,
                       lease=spec.lease, device=device, changes=changes, lease_changed=lease_changed,
-                      ovs_record=ovs_record)
+                      ovs_record=ovs_record,
+                      node=self._node_of(self.task.netns, device.name, spec.kind))
 
     def _port_changes(self, spec, device, attachment, changes: dict) -> None:
         """Bridge membership, VLANs and the OVS row of an existing device, into ``changes``."""
@@ -451,6 +494,36 @@ class Planner:
                 if update is not None:
                     changes["ovs_port"] = dict(update, bridge=bridge, add=False)
 
+    def _reconcile_node(self, device, spec, changes: dict) -> None:
+        """A macvtap's node: made again when missing or not this device's, owner/group as asked."""
+        info = device.macvlan
+        if info.chardev is None:
+            raise PlanError("%s: the character device of macvtap %r is not in sysfs; it cannot be handed out"
+                            % (spec.label(), device.name))
+        wanted = wanted_node(info.chardev, spec.owner, spec.group, info.node if _sound(info) else None)
+        if info.node != wanted:
+            changes["node"] = wanted
+
+    @staticmethod
+    def _reconcile_tun(spec, device, changes: dict) -> None:
+        if spec.owner is not None and device.tun.owner != spec.owner:
+            changes["owner"] = spec.owner
+        if spec.group is not None and device.tun.group != spec.group:
+            changes["group"] = spec.group
+        if ("owner" in changes or "group" in changes) and device.in_use and not device.tun.multi_queue:
+            raise PlanError("%s: owner/group of %r cannot be changed while a process holds it: the kernel "
+                            "allows that only while no process has a single-queue tap open. Stop the guest, "
+                            "or leave owner and group as they are (%s/%s)"
+                            % (spec.label(), device.name, device.tun.owner, device.tun.group))
+
+
+def _sound(info) -> bool:
+    """The macvtap's node exists and is this device's (a node with other numbers is made again)."""
+    return info.node is not None and info.node.rdev == tuple(info.chardev)
+
+
+def _kind_words(kind: str) -> str:
+    return "tun/tap" if kind == TUNTAP else kind
 
 def take_next_name(action: Action) -> None:
     """After the kernel refused ``action``'s name: block it and take the allocator's next number.
@@ -466,3 +539,5 @@ def take_next_name(action: Action) -> None:
         raise PlanError("no free name left for template %r: the last free one, %r, was taken by a device "
                         "made outside this registry meanwhile" % (action.template, action.name))
     action.name = allocator.render(action.number)
+    if action.node is not None:
+        action.node = node_path(action.netns, action.name)

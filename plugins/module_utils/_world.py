@@ -11,11 +11,14 @@ through the namespace the process started in), and which of those namespaces exi
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable, Optional
 
-from ansible_collections.netdev.tuntap.plugins.module_utils._kernel import _brvlan, _hostside
+from ansible_collections.netdev.tuntap.plugins.module_utils._device import MACVTAP
+from ansible_collections.netdev.tuntap.plugins.module_utils._kernel import _brvlan, _chardev, _hostside
 from ansible_collections.netdev.tuntap.plugins.module_utils._kernel._links import LinkError, Links
 from ansible_collections.netdev.tuntap.plugins.module_utils._kernel._netns import entered, netns_exists
 from ansible_collections.netdev.tuntap.plugins.module_utils._kernel._ovs import OvsError
+from ansible_collections.netdev.tuntap.plugins.module_utils._nodes import node_path
 
 
 @dataclass
@@ -32,6 +35,19 @@ class World:
 
     def ovs_port(self, name: str) -> dict | None:
         return (self.ovs or {}).get("ports", {}).get(name)
+
+    # Who holds a macvtap is a pass over every process's descriptors: read only when a removal
+    # asks (holders), once per run. None: no process holds any character device.
+    open_char_devices: Optional[Callable[[], dict]] = None
+    _open: Optional[dict] = None
+
+    def holders(self, device) -> int:
+        """Open descriptors of a macvtap's character device (0 for any other kind)."""
+        if device.kind != MACVTAP or device.macvlan is None or device.macvlan.chardev is None:
+            return 0
+        if self._open is None:
+            self._open = self.open_char_devices() if self.open_char_devices is not None else {}
+        return self._open.get(tuple(device.macvlan.chardev), 0)
 
     def exists(self, netns: str | None) -> bool:
         return netns not in self.missing
@@ -57,12 +73,21 @@ class World:
 def read_links(netns: str | None) -> dict:
     """Every link of ``netns`` by name (one raw netlink dump inside it)."""
     with entered(netns), Links() as links:
-        return links.dump()
+        found = links.dump()
+        macvtaps = [link for link in found.values() if link.kind == MACVTAP and link.macvlan is not None]
+        if macvtaps:
+            # Their character devices are only in this namespace's sysfs: read inside it.
+            numbers = _chardev.read_numbers()
+            for link in macvtaps:
+                link.macvlan.chardev = numbers.get(link.index)
+    for link in macvtaps:
+        link.macvlan.node = _chardev.node_state(node_path(netns, link.name))
+    return found
 
 
 def gather(target: str | None, others=()) -> World:
     """The snapshot for a task in ``target`` whose leases also live in ``others``."""
-    world = World(target)
+    world = World(target, open_char_devices=_chardev.open_char_devices)
     for netns in dict.fromkeys((target,) + tuple(others)):
         if not netns_exists(netns):
             world.missing.add(netns)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import subprocess
 import sys
 import textwrap
 import xml.etree.ElementTree as ET
@@ -66,6 +67,9 @@ KNOWN_BLOCKS = {
     (ROLE_README, "", "-netdev tap,id=hn0"): "test_role_readme_example",
     (ROLE_README, "yaml", "guest_taps_owner: libvirt-qemu"): "test_role_readme_ovs_nic",
     (ROLE_README, "xml", "<!-- web2: an Open vSwitch port"): "test_role_readme_ovs_nic",
+    (ROLE_README, "yaml", "- name: Give a guest a macvtap on the host's NIC"): "test_role_readme_direct_example",
+    (ROLE_README, "xml", "<interface type='direct'>"): "test_role_readme_direct_example",
+    (ROLE_README, "sh", "exec 3<>/run/netdev_tuntap/host/mvtap0"): "test_role_readme_direct_example",
 }
 
 
@@ -433,6 +437,64 @@ def test_role_readme_ovs_nic(sandbox, tmp_path, private_ovs):
     sandbox.playbook(gone).ok()
     assert name not in private_ovs.port_names()
     assert name not in h.tun_names(sandbox.netns)
+
+
+@pytest.fixture
+def nic_sandbox(bridged_ns, tmp_path):
+    """The sandbox, with a host NIC called eno1 (a veth) for macvtaps."""
+    h.ip(bridged_ns, "link", "add", "eno1", "type", "veth", "peer", "name", "eno1-peer")
+    with Sandbox(bridged_ns, tmp_path) as box:
+        yield box
+
+
+def test_role_readme_direct_example(nic_sandbox, tmp_path):
+    """The role README's type: direct playbook: a macvtap on eno1 with the guest's MAC, its node owned
+    by libvirt-qemu, the two files exactly as shown, changed=0 the second time, and a QEMU started as
+    libvirt-qemu through the second file attaches to the macvtap."""
+    sandbox = nic_sandbox
+    block = _find(ROLE_README, "yaml", "- name: Give a guest a macvtap on the host's NIC")
+    play = _write(tmp_path, "role_readme_direct.yml", block.text)
+    first = sandbox.playbook(play).ok()
+    assert first.changed == 2, first
+    nic, = _published_fact(first)["web2"]
+    entry = h.link(sandbox.netns, nic["device"])
+    assert h.kind(entry) == "macvtap" and entry["link"] == "eno1", entry
+    assert entry["linkinfo"]["info_data"]["mode"] == "bridge" and entry["address"] == "52:54:00:12:36:01"
+    assert h.parse_alias(entry)["lease"] == nic["lease"] == "guest_taps:web2/net0"
+    assert (nic["type"], nic["link"], nic["mode"], nic["char_device"]) == (
+        "direct", "eno1", "bridge", "/run/netdev_tuntap/host/%s" % nic["device"])
+    node = os.lstat(sandbox.path(nic["char_device"]))
+    index = entry["ifindex"]
+    dev = h.sh("ip", "netns", "exec", sandbox.netns, "cat",
+               "/sys/class/net/%s/macvtap/tap%d/dev" % (nic["device"], index)).stdout.strip()
+    assert "%d:%d" % (os.major(node.st_rdev), os.minor(node.st_rdev)) == dev
+    assert (node.st_uid, node.st_mode & 0o777) == (sandbox.uid("libvirt-qemu"), 0o600)
+
+    shown_xml = _find(ROLE_README, "xml", "<interface type='direct'>").text
+    assert sandbox.read("/etc/libvirt/web2-interfaces.xml") == shown_xml
+    script = _find(ROLE_README, "sh", "exec 3<>/run/netdev_tuntap/host/mvtap0").text
+    assert sandbox.read("/etc/qemu/web2-qemu-net.sh") == script
+    assert sandbox.playbook(play).ok().changed == 0
+
+    # -S: QEMU sets its netdevs up and waits, running no guest code; its monitor answers after that.
+    launcher = ('. /etc/qemu/web2-qemu-net.sh && exec "$0" -machine pc -m 32 -S -display none -serial none '
+                '-nodefaults -monitor stdio "$@"')
+    qemu = subprocess.Popen(
+        ["nsenter", "--target", str(sandbox.proc.pid), "--mount", "--", "runuser", "-u", "libvirt-qemu", "--",
+         "sh", "-c", launcher, h.qemu_binary()],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        qemu.stdin.write("info network\n")
+        qemu.stdin.flush()
+        seen = ""
+        while "hd0:" not in seen:
+            line = qemu.stdout.readline()
+            assert line, "QEMU exited: %s %s" % (seen, qemu.stderr.read())
+            seen += line
+        assert "hd0: index=0,type=tap,fd=3" in seen, seen
+    finally:
+        os.killpg(qemu.pid, 9)
+        qemu.wait(timeout=60)
 
 
 # --------------------------------------------------------------------------- examples/

@@ -25,7 +25,7 @@ NLM_F_DUMP_INTR = 0x10     # the link list changed while it was dumped: the dump
 IFLA_EXT_MASK = 29
 RTEXT_FILTER_SKIP_STATS = 1 << 3   # the counters are most of each message, and unused here
 
-IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_MASTER, IFLA_TXQLEN = 1, 3, 4, 10, 13
+IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_LINK, IFLA_MASTER, IFLA_TXQLEN = 1, 3, 4, 5, 10, 13
 IFLA_LINKINFO, IFLA_IFALIAS, IFLA_CARRIER = 18, 20, 33
 IFLA_INFO_KIND, IFLA_INFO_DATA = 1, 2
 # include/uapi/linux/if_link.h, enum IFLA_TUN_*
@@ -33,6 +33,9 @@ TUN_ATTRS = {1: ("owner", "I"), 2: ("group", "I"), 3: ("type", "B"), 4: ("pi", "
              6: ("persist", "B"), 7: ("multi_queue", "B"), 8: ("num_queues", "I"), 9: ("num_disabled_queues", "I")}
 # include/uapi/linux/if_link.h, enum IFLA_BR_*: only sent by kernels with CONFIG_BRIDGE_VLAN_FILTERING
 IFLA_BR_VLAN_FILTERING = 7
+# include/uapi/linux/if_link.h, enum IFLA_MACVLAN_* (macvtap uses the same attributes)
+IFLA_MACVLAN_MODE = 1
+MACVLAN_KINDS = ("macvlan", "macvtap")
 
 _NLMSGHDR = struct.Struct("=IHHII")
 _IFINFOMSG = struct.Struct("=BxHiII")
@@ -80,13 +83,19 @@ def _linkinfo(payload: bytes, link: dict) -> None:
         for kind, value in _attributes(data, 0, len(data)):
             if kind == IFLA_BR_VLAN_FILTERING and value:
                 link["vlan_filtering"] = bool(value[0])
+    if link.get("kind") in MACVLAN_KINDS:
+        macvlan = {}
+        for kind, value in _attributes(data or b"", 0, len(data or b"")):
+            if kind == IFLA_MACVLAN_MODE and len(value) >= 4:
+                macvlan["mode"] = _number(value, "I")
+        link["macvlan"] = macvlan
 
 
 def parse_link(data: bytes, offset: int, end: int) -> dict:
     """One RTM_NEWLINK message body (from its ifinfomsg) as a dict of what we use."""
     _family, _type, index, flags, _change = _IFINFOMSG.unpack_from(data, offset)
     link = {"index": index, "flags": flags, "name": None, "mtu": None, "address": None, "master": None,
-            "carrier": None, "alias": None, "kind": None, "tun": None}
+            "carrier": None, "alias": None, "kind": None, "tun": None, "link": None, "macvlan": None}
     for kind, value in _attributes(data, offset + _IFINFOMSG.size, end):
         if kind == IFLA_IFNAME:
             link["name"] = _text(value)
@@ -96,6 +105,8 @@ def parse_link(data: bytes, offset: int, end: int) -> dict:
             link["address"] = ":".join("%02x" % octet for octet in value)
         elif kind == IFLA_TXQLEN:
             link["txqlen"] = _number(value, "I")
+        elif kind == IFLA_LINK:
+            link["link"] = _number(value, "I")
         elif kind == IFLA_MASTER:
             link["master"] = _number(value, "I")
         elif kind == IFLA_CARRIER:
