@@ -525,6 +525,7 @@ def _sound(info) -> bool:
 def _kind_words(kind: str) -> str:
     return "tun/tap" if kind == TUNTAP else kind
 
+
 def take_next_name(action: Action) -> None:
     """After the kernel refused ``action``'s name: block it and take the allocator's next number.
 
