@@ -52,6 +52,9 @@ class Action:
     removal: Removal | None = None
     lease_changed: bool = False
     origin: str = "pruning"       # for an action without spec: which option asked for it
+    # What identifies the device a lease is bound to (ifindex, boot_id, netns_inode): the planner
+    # fills in what it knows, the applier the ifindex of a device it made; the ledger records it.
+    identity: dict = field(default_factory=dict)
 
     @property
     def changed(self) -> bool:

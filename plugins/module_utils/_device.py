@@ -40,15 +40,22 @@ class LinkInfo:
     alias: str | None
     tun: TunInfo | None = None
     mark: dict | None = field(default=None)  # our lease/template marker, parsed from the alias
+    operstate: str | None = None   # RFC 2863 operational state: "up", "down", "lowerlayerdown", ...
+    link_group: int = 0            # the link group (0: the default group of every link)
 
     @property
     def in_use(self) -> bool:
-        """A process (QEMU, libvirt) holds the device."""
+        """The kernel's own signs that a process (QEMU, libvirt) holds the device.
+
+        True is certain; False is not proof of the opposite for a single-queue device: its
+        carrier follows the attached file descriptor, but root can force it off while the fd
+        stays (`ip link set X carrier off`). Before a removal the holders are looked up in
+        /proc as well (_kernel._holders).
+        """
         if self.tun is None:
             return False
         if self.tun.multi_queue:
             return bool(self.tun.queues)
-        # A single-queue tap has carrier exactly while a file descriptor is attached.
         return self.carrier
 
 
@@ -68,6 +75,10 @@ def tun_info(attrs: dict) -> TunInfo:
     )
 
 
+# include/uapi/linux/if.h, IF_OPER_*
+OPERSTATES = ("unknown", "notpresent", "down", "lowerlayerdown", "testing", "dormant", "up")
+
+
 def link_info(raw: dict) -> LinkInfo:
     """A LinkInfo from one link of _rtnl.dump_links()."""
     tun = None
@@ -85,4 +96,12 @@ def link_info(raw: dict) -> LinkInfo:
         alias=raw["alias"],
         tun=tun,
         mark=decode_mark(raw["alias"]),
+        operstate=_operstate(raw.get("operstate")),
+        link_group=raw.get("group") or 0,
     )
+
+
+def _operstate(value: int | None) -> str | None:
+    if value is None:
+        return None
+    return OPERSTATES[value] if value < len(OPERSTATES) else str(value)

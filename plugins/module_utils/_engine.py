@@ -85,6 +85,21 @@ def run(params: dict, check_mode: bool = False, diff: bool = False) -> dict:
                        % (type(exc).__name__, exc), detail=traceback.format_exc())
 
 
+def _plan(task, ledger, world) -> tuple:
+    """(planner, actions) from a planner that has seen the holders of every device it deletes.
+
+    Holders are read from /proc only when the plan deletes something, and only for those
+    devices; then the plan is made again with them known (planning is pure and cheap).
+    """
+    planner = Planner(task, ledger, world)
+    actions = planner.plan()
+    if planner.unchecked:
+        _world.add_holders(world, planner.unchecked)
+        planner = Planner(task, ledger, world)
+        actions = planner.plan()
+    return planner, actions
+
+
 def _run_task(task, check_mode: bool, diff: bool) -> dict:
     with Registry(task.registry, check_mode=check_mode) as registry:
         ledger = registry.ledger
@@ -92,9 +107,8 @@ def _run_task(task, check_mode: bool, diff: bool) -> dict:
         world = _world.gather(task.netns, sorted(lease_namespaces(task, ledger), key=str))
         before = world.devices(task.netns)
         warnings = registry.warnings + ledger.recover(before, task.netns, registry.recovered, registry.path)
-        planner = Planner(task, ledger, world)
         try:
-            actions = planner.plan()
+            planner, actions = _plan(task, ledger, world)
         except PlanError:
             if registry.recovered and not check_mode:
                 # The bad file is already moved aside: keep what was rebuilt from it.

@@ -5,15 +5,20 @@
 The planner decides from this snapshot alone: the links of the target namespace and of
 every other namespace that the task's leases live in (the host's included, reached
 through the namespace the process started in), and which of those namespaces exist.
-``World`` is plain data; ``gather`` is the one place that reads it from the kernel.
+It also holds what identifies a device beyond its name (the boot id, each namespace's
+inode), and, once a plan is about to remove devices, which processes hold those devices
+(``add_holders``: read from /proc only then, never on a run that removes nothing).
+``World`` is plain data; ``gather`` and ``add_holders`` are the places that read the kernel.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ansible_collections.netdev.tuntap.plugins.module_utils._kernel import _holders
 from ansible_collections.netdev.tuntap.plugins.module_utils._kernel._links import Links
 from ansible_collections.netdev.tuntap.plugins.module_utils._kernel._netns import entered, netns_exists
+from ansible_collections.netdev.tuntap.plugins.module_utils._kernel._system import boot_id
 
 
 @dataclass
@@ -21,6 +26,17 @@ class World:
     target: str | None                            # the task's namespace (None: the host's)
     links: dict = field(default_factory=dict)      # netns -> {name: LinkInfo}, for namespaces that exist
     missing: set = field(default_factory=set)      # named namespaces that do not exist
+    boot_id: str | None = None                     # this boot's id (None: unknown)
+    netns_keys: dict = field(default_factory=dict)  # netns -> (st_dev, st_ino) of its namespace
+    holders: dict = field(default_factory=dict)    # (netns, name) -> PIDs, for the devices looked up
+
+    def netns_inode(self, netns: str | None) -> int | None:
+        key = self.netns_keys.get(netns)
+        return key[1] if key else None
+
+    def holders_of(self, netns: str | None, name: str) -> list | None:
+        """The PIDs that hold device ``name`` (None: not looked up)."""
+        return self.holders.get((netns, name))
 
     def exists(self, netns: str | None) -> bool:
         return netns not in self.missing
@@ -49,12 +65,31 @@ def read_links(netns: str | None) -> dict:
         return links.dump()
 
 
+def _read_namespace(netns: str | None) -> tuple:
+    """(links by name, namespace key) of ``netns``, from inside it."""
+    with entered(netns), Links() as links:
+        return links.dump(), _holders.namespace_key("/proc/thread-self/ns/net")
+
+
 def gather(target: str | None, others=()) -> World:
     """The snapshot for a task in ``target`` whose leases also live in ``others``."""
-    world = World(target)
+    world = World(target, boot_id=boot_id())
     for netns in dict.fromkeys((target,) + tuple(others)):
         if not netns_exists(netns):
             world.missing.add(netns)
         else:
-            world.links[netns] = read_links(netns)
+            world.links[netns], world.netns_keys[netns] = _read_namespace(netns)
     return world
+
+
+def add_holders(world: World, wanted) -> None:
+    """Look up in /proc which processes hold the devices ``wanted`` ((netns, name) pairs)."""
+    by_key: dict = {}
+    for netns, name in wanted:
+        key = world.netns_keys.get(netns)
+        if key is not None:
+            by_key.setdefault(key, set()).add(name)
+    found = _holders.holders(by_key)
+    netns_of = {key: netns for netns, key in world.netns_keys.items()}
+    for (key, name), pids in found.items():
+        world.holders[(netns_of[key], name)] = pids
