@@ -45,6 +45,7 @@ class Applier:
         self.changed = False           # the kernel was changed (a device made, changed or deleted)
         self.replaced_for = None       # the action whose old device was removed before it failed
         self._links: dict = {}         # netns -> Links, each made (and used) inside its namespace
+        self.groups_in_use: dict = {}  # netns -> link groups of its devices (a bulk delete avoids them)
 
     def apply(self, actions: list) -> None:
         creating = [a for a in actions if a.kind is Kind.CREATE]
@@ -116,7 +117,8 @@ class Applier:
             with entered(netns):
                 try:
                     gone.update((netns, index) for index in self._links_in(netns).delete_many(
-                        [(a.removal.name, a.removal.device.index) for a in group]))
+                        [(a.removal.name, a.removal.device.index, a.removal.device.link_group) for a in group],
+                        self.groups_in_use.get(netns, ())))
                 except BulkDeleteError as exc:
                     gone.update((netns, index) for index in exc.gone)
                     error = error or exc

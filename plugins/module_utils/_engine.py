@@ -95,8 +95,10 @@ def _plan(task, ledger, world) -> tuple:
     actions = planner.plan()
     if planner.unchecked:
         _world.add_holders(world, planner.unchecked)
-        planner = Planner(task, ledger, world)
-        actions = planner.plan()
+        if any(world.holders_of(netns, name) for netns, name in planner.unchecked):
+            # Only refusals can follow from a holder found: plan again to make them.
+            planner = Planner(task, ledger, world)
+            actions = planner.plan()
     return planner, actions
 
 
@@ -118,6 +120,7 @@ def _run_task(task, check_mode: bool, diff: bool) -> dict:
         if check_mode:
             return report(task, actions, before, before, warnings, diff, predicted=True)
         applier = Applier(task, ledger, registry.save)
+        applier.groups_in_use = world.link_groups()
         applier.apply(actions)  # raises ApplyError, with what was changed, when an action fails
         try:
             after = _world.read_links(task.netns) if applier.changed else before

@@ -34,6 +34,10 @@ class World:
         key = self.netns_keys.get(netns)
         return key[1] if key else None
 
+    def link_groups(self) -> dict:
+        """netns -> the link groups its devices are in."""
+        return {netns: {link.link_group for link in links.values()} for netns, links in self.links.items()}
+
     def holders_of(self, netns: str | None, name: str) -> list | None:
         """The PIDs that hold device ``name`` (None: not looked up)."""
         return self.holders.get((netns, name))

@@ -185,10 +185,10 @@ def test_delete_many_refused_by_the_kernel_removes_nothing_and_restores_groups(n
     from ansible_collections.netdev.tuntap.plugins.module_utils._kernel._netns import entered
     for name in ("t0", "t1"):
         h.add_tuntap(ns, name)
-    wanted = [(name, h.link(ns, name)["ifindex"]) for name in ("t0", "t1", "lo")]
+    wanted = [(name, h.link(ns, name)["ifindex"], 0) for name in ("t0", "t1", "lo")]
     # lo cannot be deleted, so the kernel refuses the whole group.
     with entered(ns), Links() as links, pytest.raises(BulkDeleteError) as caught:
-        links.delete_many(wanted)
+        links.delete_many(wanted, {0})
     assert caught.value.gone == set()
     assert "'t0'" in str(caught.value) and "'lo'" in str(caught.value)
     assert {"t0", "t1", "lo"} <= set(h.links(ns))

@@ -133,58 +133,54 @@ class Links:
                 return
             raise LinkError("deleting %r failed: %s" % (name, exc))
 
-    def delete_many(self, devices: list) -> set:
-        """Delete ``devices`` ((name, ifindex) pairs) as one kernel batch; return the ifindexes gone.
+    def delete_many(self, devices: list, groups_in_use) -> set:
+        """Delete ``devices`` as one kernel batch; return the ifindexes gone.
 
-        Each device is picked by its ifindex, never its name, so a device made since under the
-        same name is not touched. They are moved into a link group no other device of the
-        namespace is in, and the group is deleted in one request. Raises BulkDeleteError, with
-        the ifindexes that are gone all the same (read back from the kernel), if any remains;
-        the survivors get their old link group back.
+        ``devices`` are (name, ifindex, link group) of each; ``groups_in_use`` the link groups of
+        the namespace's devices (from the snapshot of this run). Each device is picked by its
+        ifindex, never its name, so a device made since under the same name is not touched.
+        They are moved into a link group no other device is in, and that group is deleted in
+        one request: the kernel unregisters all of them or, refusing, none. Raises
+        BulkDeleteError, with the ifindexes gone all the same (read back from the kernel), if
+        any remains; the survivors get their old link group back.
         """
         self._require_same_namespace()
         if not devices:
             return set()
-        try:
-            before = {link.index: link for link in map(link_info, dump_links())}
-        except OSError as exc:
-            raise LinkError("listing network links failed: %s" % (exc.strerror or exc))
-        names = dict((index, name) for name, index in devices)
-        present = [index for index in names if index in before]
-        used = {link.link_group for link in before.values()}
+        names = {index: name for name, index, _group in devices}
+        old_groups = {index: group for _name, index, group in devices}
         group = random.randint(*GROUP_RANGE)
-        while group in used:
+        while group in groups_in_use:
             group = random.randint(*GROUP_RANGE)
-        problem = None
+        indexes = list(names)
         try:
-            answers = _rtnl.set_groups([(index, group) for index in present])
-            refused = [(index, code) for index, code in zip(present, answers) if code not in (0, errno.ENODEV)]
+            answers = _rtnl.set_groups([(index, group) for index in indexes])
+            refused = [(index, code) for index, code in zip(indexes, answers) if code not in (0, errno.ENODEV)]
             if refused:
                 index, code = refused[0]
                 problem = "moving %r into link group %d failed: %s" % (names[index], group, os.strerror(code))
             else:
                 code = _rtnl.delete_group(group)
-                if code not in (0, errno.ENODEV):
-                    problem = "deleting link group %d failed: %s" % (group, os.strerror(code))
-            after = {link.index: link for link in map(link_info, dump_links())}
+                if code == 0 or (code == errno.ENODEV and all(a == errno.ENODEV for a in answers)):
+                    return set(indexes)  # the group is gone, and with it every device put in it
+                problem = "deleting link group %d failed: %s" % (group, os.strerror(code))
         except OSError as exc:
             problem = "netlink failed: %s" % (exc.strerror or exc)
-            after = self._dump_or_assume_kept(before)
-        gone = set(names) - set(after)
-        left = sorted(index for index in names if index in after)
-        if left:
-            self._restore_groups([(index, before[index].link_group) for index in left
-                                  if index in before and after[index].link_group == group])
-            raise BulkDeleteError("%s; still present: %s" % (
-                problem or "the kernel kept some devices", ", ".join(repr(names[i]) for i in left)), gone)
-        return gone
+        after = self._dump_or_assume_kept(names)
+        left = sorted(index for index in indexes if index in after)
+        self._restore_groups([(index, old_groups[index]) for index in left if after[index].link_group == group])
+        gone = set(indexes) - set(left)
+        if not left:
+            return gone
+        raise BulkDeleteError("%s; still present: %s" % (problem, ", ".join(repr(names[i]) for i in left)), gone)
 
     @staticmethod
-    def _dump_or_assume_kept(before: dict) -> dict:
+    def _dump_or_assume_kept(names: dict) -> dict:
         try:
             return {link.index: link for link in map(link_info, dump_links())}
         except OSError:
-            return before  # nothing can be read: count nothing as gone
+            # Nothing can be read: count nothing as gone (a later run finds them gone and releases).
+            return {index: LinkInfo(name, index, None, 0, None, None, False, False, None) for index, name in names.items()}
 
     @staticmethod
     def _restore_groups(pairs: list) -> None:
