@@ -6,7 +6,8 @@
 #   bash scripts/test.sh --list                # the stages, in order
 #
 # Setup installs what is missing (Debian packages: iproute2, qemu-system-x86, shellcheck,
-# python3-venv; apt-get update once, only when something has to be installed) and builds the
+# python3-venv; apt-get update once, only when something has to be installed; the libvirt stage
+# installs libvirt's packages itself, see scripts/libvirt_setup.sh) and builds the
 # pinned virtual environment (.venv, see scripts/bootstrap.sh). Then every stage runs, each
 # under a time limit (NTT_STAGE_TIMEOUT seconds, default 1500), even after another failed. A
 # stage whose subject does not exist yet fails; nothing is skipped silently. The run ends with a
@@ -37,6 +38,7 @@ stage sanity       all   stage_sanity       "ansible-test sanity on the installe
 stage lint         all   stage_lint         "ansible-lint (production profile), antsibull-changelog lint"
 stage artifact     all   stage_artifact     "ansible-galaxy collection build, install, use it ad hoc and in a playbook"
 stage molecule     all   stage_molecule     "molecule test (scripts/molecule.sh)"
+stage libvirt      all   stage_libvirt      "pytest tests/libvirt (a private libvirtd starts guests on the role's taps)"
 stage demo         named stage_demo         "the README's main job (scripts/demo.sh)"
 
 JUNIT_DIR="$NTT_OUTPUT/junit"
@@ -288,6 +290,21 @@ stage_molecule() {
     local before rc=0
     before="$(list_ntt_netns)"
     bash "$NTT_ROOT/scripts/molecule.sh" </dev/null || rc=$?
+    check_netns_leaks "$before" || rc=1
+    return "$rc"
+}
+
+# libvirt as a client: installs libvirt when missing (scripts/libvirt_setup.sh, which also makes
+# sure no libvirt daemon runs in the host's namespaces), then the tests start their own libvirtd
+# in a throwaway network and mount namespace and remove everything they made.
+stage_libvirt() {
+    need_root "the libvirt stage"
+    require_path tests/libvirt scripts/libvirt_setup.sh
+    require_qemu
+    bash "$NTT_ROOT/scripts/libvirt_setup.sh" || ntt_die "libvirt could not be installed"
+    local before rc=0
+    before="$(list_ntt_netns)"
+    run_pytest libvirt tests/libvirt || rc=$?
     check_netns_leaks "$before" || rc=1
     return "$rc"
 }
