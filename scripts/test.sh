@@ -33,7 +33,7 @@ stage() { STAGE_NAMES+=("$1") STAGE_SETS+=("$2") STAGE_FUNCS+=("$3") STAGE_DESCS
 stage unit         all   stage_unit         "pytest tests/unit"
 stage integration  all   stage_integration  "pytest tests/integration (real devices in throwaway namespaces)"
 stage pyroute2_min all   stage_pyroute2_min "pytest tests/integration again with pyroute2 0.7.2, the oldest supported"
-stage doc          all   stage_doc          "ansible-doc renders the module, the role (every role variable) and the filters"
+stage doc          all   stage_doc          "ansible-doc renders the modules, the role (every role variable) and the filters"
 stage sanity       all   stage_sanity       "ansible-test sanity on the installed collection"
 stage lint         all   stage_lint         "ansible-lint (production profile), antsibull-changelog lint"
 stage artifact     all   stage_artifact     "ansible-galaxy collection build, install, use it ad hoc and in a playbook"
@@ -227,6 +227,7 @@ role_inputs() {
 stage_doc() {
     require_path plugins/modules/tap_device.py roles/guest_taps/meta/argument_specs.yml
     check_doc module netdev.tuntap.tap_device
+    check_doc module netdev.tuntap.tap_device_info netns all_namespaces registry names templates lease_prefix holders
     local -a inputs
     mapfile -t inputs < <(role_inputs)
     [ "${#inputs[@]}" -gt 0 ] || ntt_die "found no guest_taps_* variable in roles/guest_taps"

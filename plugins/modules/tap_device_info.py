@@ -7,7 +7,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: tap_device_info
 short_description: List TAP/TUN devices, who holds them, and what the allocation registry believes
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - Lists the tun/tap devices of a network namespace (or of every namespace a registry knows), with their
     settings, whether a process holds them and which PIDs, and the lease, template and number the registry
