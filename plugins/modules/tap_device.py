@@ -134,7 +134,7 @@ options:
         the PIDs holding it.
       - A device is in use when a process has it attached, as found in C(/proc) (the C(iff:) line of each tun
         file descriptor's C(fdinfo), for processes in the device's namespace), or when the kernel shows
-        carrier or attached queues. Carrier alone is not trusted: root can force it off under a running guest.
+        carrier or attached queues. Carrier alone is not trusted, since root can force it off under a running guest.
     type: bool
     default: false
   netns:
