@@ -88,7 +88,10 @@ def test_filters_by_name_template_and_lease_prefix(api, ns, registry):
     api(devices=[{"name": T, "lease": "web1/0"}, {"name": T, "lease": "web2/0"},
                  {"name": "lit%d", "lease": "web1/1"}])
     h.add_tuntap(ns, "zz0")
-    names = lambda result: sorted(d["name"] for d in result["devices"])  # noqa: E731
+
+    def names(result):
+        return sorted(d["name"] for d in result["devices"])
+
     assert names(info(ns, registry, names=["vmi*"])) == ["vmi0", "vmi1"]
     assert names(info(ns, registry, templates=["lit%d"])) == ["lit0"]
     only = info(ns, registry, lease_prefix="web1/")

@@ -193,8 +193,8 @@ def libvirt():
         deadline = time.monotonic() + 90
         while True:
             if lv.proc.poll() is not None:
-                raise AssertionError("libvirtd exited with %s: %s\n%s" % (lv.proc.returncode, lv.proc.stdout.read(),
-                                                                        lv.log()))
+                raise AssertionError("libvirtd exited with %s: %s\n%s"
+                                     % (lv.proc.returncode, lv.proc.stdout.read(), lv.log()))
             if os.path.exists(os.path.join(lv.run_dir, "libvirt", "libvirt-sock")) and \
                     lv.virsh("version", check=False).returncode == 0:
                 break
