@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # Copyright (c) netdev.tuntap contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Benchmark: finding holders and removing many taps, as root.
@@ -59,7 +58,7 @@ def timed(func, *args, **kwargs):
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", maxsplit=1)[0])
     parser.add_argument("--devices", type=int, default=1000)
     parser.add_argument("--one-by-one", type=int, default=50, help="devices deleted one request each")
     parser.add_argument("--repeat", type=int, default=5, help="holder scans timed (median)")
@@ -100,7 +99,7 @@ def main() -> int:
         nproc = len([p for p in os.listdir("/proc") if p.isdigit()])
         key = _holders.namespace_key("/run/netns/" + ns)
         scans = []
-        for _ in range(args.repeat):
+        for _scan in range(args.repeat):
             seconds, found = timed(_holders.holders, {key: set(names)})
             scans.append(seconds)
         held = sum(1 for pids in found.values() if pids)
