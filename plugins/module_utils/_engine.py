@@ -88,17 +88,26 @@ def run(params: dict, check_mode: bool = False, diff: bool = False) -> dict:
 def _plan(task, ledger, world) -> tuple:
     """(planner, actions) from a planner that has seen the holders of every device it deletes.
 
-    Holders are read from /proc only when the plan deletes something, and only for those
-    devices; then the plan is made again with them known (planning is pure and cheap).
+    Holders are read from /proc only when a plan deletes something, and only for the devices
+    it deletes; when they can change the plan (a holder found, or a refusal the planner put
+    off until it knows the PIDs, or an error that an assumed deletion may have caused), it is
+    planned again (planning is pure and cheap). Each round looks up devices not looked up
+    before, so this ends.
     """
-    planner = Planner(task, ledger, world)
-    actions = planner.plan()
-    if planner.unchecked:
+    while True:
+        planner = Planner(task, ledger, world)
+        try:
+            actions, error = planner.plan(), None
+        except PlanError as exc:
+            actions, error = None, exc
+        if not planner.unchecked:
+            break
         _world.add_holders(world, planner.unchecked)
-        if any(world.holders_of(netns, name) for netns, name in planner.unchecked):
-            # Only refusals can follow from a holder found: plan again to make them.
-            planner = Planner(task, ledger, world)
-            actions = planner.plan()
+        if (error is None and not planner.refusal_pending
+                and not any(world.holders_of(netns, name) for netns, name in planner.unchecked)):
+            break
+    if error is not None:
+        raise error
     return planner, actions
 
 

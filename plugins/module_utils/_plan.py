@@ -79,8 +79,9 @@ class Planner:
         self.allocators: dict = {}
         self.warnings: list = []
         # Devices to delete whose holders were not looked up in the snapshot (world.holders):
-        # the engine looks them up and plans again.
+        # the engine looks them up and plans again when that can change the plan.
         self.unchecked: list = []
+        self.refusal_pending = False  # a device in use by the kernel's signs, refused once its PIDs are known
 
     # -- the plan ----------------------------------------------------------
     def plan(self) -> list:
@@ -209,12 +210,15 @@ class Planner:
         if force:
             return
         pids = self.world.holders_of(netns, device.name)
+        if pids is None:
+            # Not looked up yet. Carrier off proves nothing (root can force it off under a running
+            # guest); carrier on does, but the refusal waits for the PIDs it can name.
+            self.unchecked.append((netns, device.name))
+            self.refusal_pending = self.refusal_pending or device.in_use
+            return
         if device.in_use or pids:
             raise PlanError("%s: device %r is in use (%s); stop the process holding it, or set force: true "
                             "to delete it anyway" % (label, device.name, _in_use_detail(device, pids)))
-        if pids is None:
-            # Carrier off proves nothing (root can force it off under a running guest).
-            self.unchecked.append((netns, device.name))
 
     @staticmethod
     def _ours(device, lease) -> bool:

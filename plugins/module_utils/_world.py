@@ -97,3 +97,6 @@ def add_holders(world: World, wanted) -> None:
     netns_of = {key: netns for netns, key in world.netns_keys.items()}
     for (key, name), pids in found.items():
         world.holders[(netns_of[key], name)] = pids
+    for where in wanted:
+        # A device of a namespace that was not read has no processes to look at: looked up, none.
+        world.holders.setdefault(where, [])

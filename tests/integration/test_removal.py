@@ -56,6 +56,14 @@ def test_held_tap_with_carrier_forced_off_is_not_removed(api, ns, registry, hold
     assert not {name, other} & h.tun_names(ns)
 
 
+def test_refusal_with_carrier_up_names_the_holder_too(api, ns, hold_tap):
+    name = api(name=T, lease="vm/0")["name"]
+    holder = hold_tap(ns, name)
+    assert carrier(ns, name)
+    message = api.fails(lease="vm/0", state="absent")
+    assert "device %r is in use (held by PID %d)" % (name, holder.pid) in message, message
+
+
 def test_holder_in_another_namespace_with_the_same_name_does_not_count(api, make_ns, ns, hold_tap):
     name = api(name=T, lease="vm/0")["name"]
     elsewhere = make_ns()

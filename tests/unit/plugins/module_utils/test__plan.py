@@ -63,20 +63,26 @@ def state_of(counters=None, leases=None, released=None):
     return state
 
 
-def world_of(task, present=(), elsewhere=None, missing=()) -> World:
-    """The snapshot: ``present`` in the task's namespace, ``elsewhere`` {netns: [devices]} in others."""
+def world_of(task, present=(), elsewhere=None, missing=(), looked_up=True) -> World:
+    """The snapshot: ``present`` in the task's namespace, ``elsewhere`` {netns: [devices]} in others.
+
+    ``looked_up``: the holders of every device were looked up and none found, as the engine
+    leaves the snapshot before its last plan of a removal (False: not looked up yet).
+    """
     world = World(task.netns, links={task.netns: {d.name: d for d in present}}, missing=set(missing))
     for netns, devices in (elsewhere or {}).items():
         world.links[netns] = {d.name: d for d in devices}
+    if looked_up:
+        world.holders = {(netns, name): [] for netns, links in world.links.items() for name in links}
     return world
 
 
-def planner_for(present=(), reg=None, elsewhere=None, missing=(), **params):
+def planner_for(present=(), reg=None, elsewhere=None, missing=(), looked_up=True, **params):
     """A Planner for the task ``params`` (module options), devices ``present``, registry state ``reg``."""
     params.setdefault("registry", REG)
     task = parse_task(params)
     ledger = Ledger(reg if reg is not None else state_of(), lambda: NOW)
-    return Planner(task, ledger, world_of(task, present, elsewhere, missing))
+    return Planner(task, ledger, world_of(task, present, elsewhere, missing, looked_up))
 
 
 def plan(present=(), reg=None, **params):
@@ -744,17 +750,30 @@ def identified(record, index, boot=BOOT, inode=4026532000):
 
 def test_a_removal_asks_for_the_holders_of_the_device_it_deletes():
     state = state_of(leases={"k": lease_rec("vnet3", "vnet%d", 3)})
-    planner, action = plan_one([tap("vnet3", lease="k", template="vnet%d")], state, lease="k", state="absent")
+    planner, action = plan_one([tap("vnet3", lease="k", template="vnet%d")], state, lease="k", state="absent",
+                               looked_up=False)
     assert action.kind == "delete"
-    assert planner.unchecked == [(None, "vnet3")]
+    assert (planner.unchecked, planner.refusal_pending) == ([(None, "vnet3")], False)
+
+
+def test_a_device_with_carrier_is_refused_once_its_holders_are_known():
+    state = state_of(leases={"k": lease_rec("vnet3", "vnet%d", 3)})
+    device = tap("vnet3", lease="k", template="vnet%d", in_use=True)
+    planner, _action = plan_one([device], state, lease="k", state="absent", looked_up=False)
+    assert (planner.unchecked, planner.refusal_pending) == ([(None, "vnet3")], True)
+    planner = planner_for([device], state, lease="k", state="absent", looked_up=False)
+    planner.world.holders[(None, "vnet3")] = [77]
+    with pytest.raises(PlanError, match=r"device 'vnet3' is in use \(held by PID 77\)"):
+        planner.plan()
 
 
 def test_a_plan_that_deletes_nothing_asks_for_no_holders():
     state = state_of(leases={"k": lease_rec("vnet3", "vnet%d", 3)})
-    planner, action = plan_one([tap("vnet3", lease="k", template="vnet%d")], state, name="vnet%d", lease="k")
+    planner, action = plan_one([tap("vnet3", lease="k", template="vnet%d")], state, name="vnet%d", lease="k",
+                               looked_up=False)
     assert action.kind == "reconcile" and planner.unchecked == []
     forced, _action = plan_one([tap("vnet3", lease="k", template="vnet%d")], state, lease="k", state="absent",
-                               force=True)
+                               force=True, looked_up=False)
     assert forced.unchecked == []
 
 
@@ -765,7 +784,6 @@ def test_a_holder_found_in_proc_refuses_the_removal_even_without_carrier():
     with pytest.raises(PlanError, match=r"device 'vnet3' is in use \(held by PID 4242, 4243\)"):
         planner.plan()
     planner = planner_for([tap("vnet3", lease="k", template="vnet%d")], state, lease="k", state="absent")
-    planner.world.holders[(None, "vnet3")] = []
     assert planner.plan()[0].kind == "delete" and planner.unchecked == []
 
 
