@@ -114,14 +114,17 @@ class Applier:
         gone: set = set()
         error = None
         for netns, group in by_netns.items():
-            with entered(netns):
-                try:
+            try:
+                with entered(netns):
                     gone.update((netns, index) for index in self._links_in(netns).delete_many(
                         [(a.removal.name, a.removal.device.index, a.removal.device.link_group) for a in group],
                         self.groups_in_use.get(netns, ())))
-                except BulkDeleteError as exc:
-                    gone.update((netns, index) for index in exc.gone)
-                    error = error or exc
+            except BulkDeleteError as exc:
+                gone.update((netns, index) for index in exc.gone)
+                error = error or exc
+            except EXPECTED_ERRORS as exc:
+                # This namespace's devices stay; what other namespaces removed is still recorded.
+                error = error or exc
         hold = self.task.reuse_delay
         left = []
         for action in actions:

@@ -201,3 +201,14 @@ def test_delete_many_refused_by_the_kernel_removes_nothing_and_restores_groups(n
     assert "'t0'" in str(caught.value) and "'lo'" in str(caught.value)
     assert {"t0", "t1", "lo"} <= set(h.links(ns))
     assert all(h.link(ns, n).get("group", "default") == "default" for n in ("t0", "t1", "lo"))
+
+
+def test_one_task_removes_leases_of_several_namespaces_each_in_its_own_batch(make_ns, registry):
+    first, second = make_ns(), make_ns()
+    one = h.Api(first, registry)(devices=[{"name": T, "lease": "g/a%d" % i} for i in range(3)])
+    two = h.Api(second, registry)(devices=[{"name": T, "lease": "g/b%d" % i} for i in range(3)])
+    assert h.tun_names(first) and h.tun_names(second)
+    removed = h.Api(first, registry)(remove_prefixes=["g/"])
+    assert len(removed["pruned"]) == 6
+    assert h.tun_names(first) == set() and h.tun_names(second) == set(), (one, two)
+    assert h.read_registry(registry)["leases"] == {}
