@@ -29,21 +29,13 @@ import ntt_helpers as h
 
 sys.path.insert(0, os.path.join(h.INTEGRATION_DIR, "docs"))
 import ntt_markdown  # noqa: E402
-from ntt_sandbox import RemovePrefixesUnsupported, Sandbox  # noqa: E402
+from ntt_sandbox import Sandbox  # noqa: E402
 
 pytestmark = [pytest.mark.root, pytest.mark.integration, pytest.mark.ansible, pytest.mark.slow]
 
 README = os.path.join(h.REPO_ROOT, "README.md")
 ROLE_README = os.path.join(h.REPO_ROOT, "roles", "guest_taps", "README.md")
 EXAMPLES = os.path.join(h.REPO_ROOT, "examples")
-
-# The role passes remove_prefixes for guests with state: absent. Remove this mark once
-# tap_device has that option: strict, so a passing test reports that it is time.
-NEEDS_REMOVE_PREFIXES = pytest.mark.xfail(
-    raises=RemovePrefixesUnsupported, strict=True,
-    reason="guest_taps passes tap_device's remove_prefixes option for absent guests; "
-           "the module does not have it yet")
-
 
 # --------------------------------------------------------------------------- the blocks
 
@@ -66,6 +58,7 @@ KNOWN_BLOCKS = {
     (README, "yaml", "- name: Give every guest its TAP devices"): "test_readme_role_playbook",
     (README, "jinja", "{% for nic in guest_taps_devices['web1'] %}"): "test_role_readme_example",
     (README, "", "plugins/modules/tap_device.py"): "test_readme_layout",
+    (README, "text", "inventory/hosts.yml"): "test_readme_many_hosts_layout_is_the_fleet_test_s",
     (ROLE_README, "yaml", "guest_taps_devices:"): "test_role_readme_example",
     (ROLE_README, "yaml", "- name: Give every guest its taps"): "test_role_readme_example",
     (ROLE_README, "xml", "<interface type='ethernet'>"): "test_role_readme_example",
@@ -84,14 +77,45 @@ def test_every_block_is_tested():
 
 
 def test_readme_layout():
-    """The file layout block names files that exist."""
+    """The file layout block names files that exist, and every plugin file there is."""
     block = _find(README, "", "plugins/modules/tap_device.py")
-    for line in block.text.splitlines():
-        path = line.split()[0]
+    named = [line.split()[0] for line in block.text.splitlines() if line.strip()]
+    for path in named:
         assert os.path.exists(os.path.join(h.REPO_ROOT, path)), "README's layout names %r, which does not exist" % path
+    plugin_files = []
+    for directory in ("plugins/modules", "plugins/module_utils", "plugins/filter"):
+        for parent, _dirs, files in os.walk(os.path.join(h.REPO_ROOT, directory)):
+            plugin_files += [os.path.relpath(os.path.join(parent, f), h.REPO_ROOT) for f in files
+                             if f.endswith(".py") and f != "__init__.py"]
+    missing = sorted(f for f in plugin_files if f not in named)
+    assert not missing, "README's layout does not name %s" % missing
 
 
-@NEEDS_REMOVE_PREFIXES
+FLEET = os.path.join(h.REPO_ROOT, "tests", "fleet")
+MANY_HOSTS = os.path.join(h.REPO_ROOT, "docs", "many-hosts.md")
+
+
+def test_readme_many_hosts_layout_is_the_fleet_test_s():
+    """The inventory layout README.md shows is the one the fleet stage writes and runs
+    (scripts/fleet.sh runs it over SSH; here only the files are compared), and the guide's
+    group_vars file is the fleet's own, byte for byte."""
+    block = _find(README, "text", "inventory/hosts.yml")
+    named = [line.split()[0] for line in block.text.splitlines() if line.strip()]
+    assert named == ["inventory/hosts.yml", "inventory/group_vars/hypervisors.yml", "inventory/host_vars/HOST.yml",
+                     "site.yml"], named
+    assert os.path.isfile(os.path.join(FLEET, "inventory", "group_vars", "hypervisors.yml"))
+    writer = open(os.path.join(FLEET, "make_inventory.py"), encoding="utf-8").read()
+    assert '"hosts.yml"' in writer and '"host_vars"' in writer
+    with open(os.path.join(FLEET, "site.yml"), encoding="utf-8") as handle:
+        play = yaml.safe_load(handle)[0]
+    assert (play["hosts"], play["become"], play["roles"]) == ("hypervisors", True, ["netdev.tuntap.guest_taps"])
+    group_vars = [b for b in ntt_markdown.blocks(MANY_HOSTS) if b.first_line.startswith("---")
+                  and "guest_taps_template" in b.text]
+    assert len(group_vars) == 1, [b.where() for b in group_vars]
+    with open(os.path.join(FLEET, "inventory", "group_vars", "hypervisors.yml"), encoding="utf-8") as handle:
+        assert group_vars[0].text == handle.read()
+
+
 def test_readme_two_commands():
     """The demo runs as written and ends with "demo OK" (its third step removes a guest with the
     role). The other command is the suite this test belongs to: only its stage list is run."""
@@ -101,9 +125,6 @@ def test_readme_two_commands():
     listed = h.sh("bash", "scripts/test.sh", "--list", cwd=h.REPO_ROOT, timeout=600)
     assert "unit" in listed.stdout.split() and "molecule" in listed.stdout.split(), listed.stdout
     demo = h.sh("bash", "scripts/demo.sh", cwd=h.REPO_ROOT, check=False, timeout=900)
-    output = demo.stdout + demo.stderr
-    if demo.returncode != 0 and "remove_prefixes" in output and "nsupported parameter" in output:
-        raise RemovePrefixesUnsupported(h.show(demo))
     assert demo.returncode == 0 and demo.stdout.strip().splitlines()[-1] == "demo OK", h.show(demo)
 
 
@@ -166,7 +187,7 @@ def test_readme_module_playbook(sandbox, tmp_path):
     libvirt_qemu = sandbox.uid("libvirt-qemu")
 
     first = sandbox.playbook(play).ok()
-    tap = first.result("A tap bound to the lease web1/net0 (the same device on every run)")
+    tap = first.result("A tap bound to the lease web1/net0 (the same device while the lease is held)")
     assert tap["changed"] and tap["lease"] == "web1/net0" and tap["template"] == "vmtap%d", tap
     assert tap["name"] == "vmtap%d" % tap["id"], tap
     assert (tap["bridge"], tap["mac_address"], tap["mtu"], tap["owner"]) == ("br0", "fe:54:00:12:34:56", 1500,
@@ -188,7 +209,7 @@ def test_readme_module_playbook(sandbox, tmp_path):
     # new, higher number - never the name it just freed.
     second = sandbox.playbook(play).ok()
     assert not second.result("Many devices in one call (one lock, at most two registry writes)")["changed"]
-    again = second.result("A tap bound to the lease web1/net0 (the same device on every run)")
+    again = second.result("A tap bound to the lease web1/net0 (the same device while the lease is held)")
     assert again["id"] > tap["id"], (tap, again)
     assert set(h.tun_names(ns)) == {d["name"] for d in db1.values()}, h.tun_names(ns)
 
@@ -304,7 +325,6 @@ def test_readme_adhoc(sandbox):
     assert not lines, "ad hoc lines this test does not know: %r" % lines
 
 
-@NEEDS_REMOVE_PREFIXES
 def test_readme_role_playbook(sandbox, tmp_path):
     """The role's complete playbook in README.md: the taps, then changed=0 on a second run."""
     block = _find(README, "yaml", "- name: Give every guest its TAP devices")
@@ -386,7 +406,6 @@ def test_role_readme_example(sandbox, tmp_path):
 
 # --------------------------------------------------------------------------- examples/
 
-@NEEDS_REMOVE_PREFIXES
 def test_example_guest_taps(sandbox):
     """examples/guest_taps.yml (README.md: "also in"): the taps, then changed=0."""
     play = os.path.join(EXAMPLES, "guest_taps.yml")
@@ -426,7 +445,6 @@ def test_example_qemu_netdev(sandbox):
     assert sandbox.playbook(play, cwd=EXAMPLES).ok().changed == 0
 
 
-@NEEDS_REMOVE_PREFIXES
 def test_example_qemu_netdev_removes_absent_guest(sandbox, tmp_path):
     """examples/qemu_netdev.yml with web1 set to state: absent: its taps and files are gone."""
     play = os.path.join(EXAMPLES, "qemu_netdev.yml")
