@@ -14,8 +14,9 @@ In a throwaway namespace ntt-bench-<random> with a throwaway registry:
   3. The processes are stopped (by PID); tap_device removes all N leases in ONE call
      (remove_prefixes): timed (median of --trials, the devices made again for each), with the
      kernel batch's share; every device must be gone and every lease released.
-  4. For comparison, M devices (default 50) are deleted one netlink request each (pyroute2),
-     and the per-device cost is extrapolated to N.
+  4. For reference, iproute2 deletes N taps already put in one link group (`ip link del group`):
+     the kernel's own cost on this machine right now. And M devices (default 50) are deleted one
+     netlink request each (pyroute2); the per-device cost is extrapolated to N.
 Prints the figures and the ratios. Target: the N=1000 removal call under 0.5 s. Everything is
 removed on exit, also on failure or Ctrl-C.
 """
@@ -169,6 +170,15 @@ def main() -> int:
                  t_remove * 1e6 / n, "met" if t_remove < 0.5 else "NOT met"))
         with open("/proc/loadavg", encoding="ascii") as handle:
             print("load average while measuring: %s" % " ".join(handle.read().split()[:3]))
+
+        # -- the kernel's own floor: iproute2 doing the same group delete ---------------------------
+        subprocess.run(["ip", "-n", ns, "-batch", "-"], text=True, check=True,
+                       input="".join("tuntap add dev ref%d mode tap\nlink set ref%d up\n" % (i, i) for i in range(n)))
+        subprocess.run(["ip", "-n", ns, "-batch", "-"], text=True, check=True,
+                       input="".join("link set ref%d group 77\n" % i for i in range(n)))
+        t_ip, _done = timed(subprocess.run, ["ip", "-n", ns, "link", "del", "group", "77"], check=True)
+        assert not any(name.startswith("ref") for name in _world.read_links(ns))
+        print("for reference, iproute2 on %d taps already in one group: `ip link del group` %.3f s" % (n, t_ip))
 
         # -- the old way, one request per device -------------------------------------------------
         m = args.one_by_one
