@@ -55,6 +55,9 @@ class Action:
     origin: str = "pruning"       # for an action without spec: which option asked for it
     lower: int | None = None      # macvtap/macvlan: ifindex of the lower device for a new device
     node: str | None = None       # macvtap: the path of its device node
+    # What identifies the device a lease is bound to (ifindex, boot_id, netns_inode): the planner
+    # fills in what it knows, the applier the ifindex of a device it made; the ledger records it.
+    identity: dict = field(default_factory=dict)
 
     @property
     def changed(self) -> bool:
