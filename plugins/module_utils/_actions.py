@@ -59,6 +59,9 @@ class Action:
     ovs_record: dict | None = None  # the lease's Open vSwitch port after this action ({bridge, db}), if any
     lower: int | None = None      # macvtap/macvlan: ifindex of the lower device for a new device
     node: str | None = None       # macvtap: the path of its device node
+    # What identifies the device a lease is bound to (ifindex, boot_id, netns_inode): the planner
+    # fills in what it knows, the applier the ifindex of a device it made; the ledger records it.
+    identity: dict = field(default_factory=dict)
 
     @property
     def changed(self) -> bool:

@@ -6,6 +6,10 @@ Actions run in input order. Each one changes the kernel first and then records i
 effect in the ledger with the same ledger code the planner used; the ledger is saved
 once at the end, also when an action fails, so what was done is never lost. Before
 devices are created an intent is saved, so a run killed half way is recognised.
+
+Consecutive deletions are one kernel batch (Links.delete_many): deleting devices one by one
+costs an RCU grace period each. What the batch really removed is read back, and only those
+deletions are recorded, whatever part of the batch failed.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from ansible_collections.netdev.tuntap.plugins.module_utils._actions import Kind
 from ansible_collections.netdev.tuntap.plugins.module_utils import _ports
 from ansible_collections.netdev.tuntap.plugins.module_utils._device import MACVLAN_KINDS, MACVTAP
 from ansible_collections.netdev.tuntap.plugins.module_utils._kernel import _brvlan, _chardev, _hostside, _macv, _tun
-from ansible_collections.netdev.tuntap.plugins.module_utils._kernel._links import LinkError, Links
+from ansible_collections.netdev.tuntap.plugins.module_utils._kernel._links import BulkDeleteError, LinkError, Links
 from ansible_collections.netdev.tuntap.plugins.module_utils._kernel._ovs import Ovs, OvsError
 from ansible_collections.netdev.tuntap.plugins.module_utils._kernel._netns import NetnsError, entered
 from ansible_collections.netdev.tuntap.plugins.module_utils._marks import encode_mark
@@ -50,6 +54,7 @@ class Applier:
         self.replaced_for = None       # the action whose old device was removed before it failed
         self._links: dict = {}         # netns -> Links, each made (and used) inside its namespace
         self.ovs = Ovs(task.ovs_db, task.ovs_timeout)
+        self.groups_in_use: dict = {}  # netns -> link groups of its devices (a bulk delete avoids them)
 
     def apply(self, actions: list) -> None:
         creating = [a for a in actions if a.kind is Kind.CREATE]
@@ -60,17 +65,21 @@ class Applier:
             self.save()
         failed = None
         try:
-            for action in actions:
-                if not action.changed:
-                    continue
+            for step in self._steps(actions):
                 try:
-                    self._execute(action)
+                    if isinstance(step, list):
+                        self._delete_batch(step)
+                    else:
+                        self._execute(step)
+                except BulkDeleteError as exc:
+                    failed = (exc.action, exc, None)
+                    break
                 except EXPECTED_ERRORS as exc:
-                    failed = (action, exc, None)
+                    failed = (step[0] if isinstance(step, list) else step, exc, None)
                     break
                 except Exception as exc:  # pylint: disable=broad-exception-caught
                     # Whatever went wrong, what the earlier items did must reach the registry.
-                    failed = (action, exc, traceback.format_exc())
+                    failed = (step[0] if isinstance(step, list) else step, exc, traceback.format_exc())
                     break
         finally:
             self._close()
@@ -84,6 +93,66 @@ class Applier:
             # The action's own error is the one to report; the registry is repaired by the next run.
         if failed:
             raise self._failure(*failed)
+
+    def _steps(self, actions: list):
+        """The actions to carry out, in order; a run of consecutive deletions comes as one list."""
+        batch = []
+        for action in actions:
+            if not action.changed:
+                if action.kind is Kind.RECONCILE and action.lease is not None:
+                    # Nothing to change, but the record may lack the device's identity (a file
+                    # from before it was recorded, or a device adopted): record what it is now.
+                    self.ledger.record(action, self.task.reuse_delay)
+                continue
+            if (action.kind is Kind.DELETE and action.replaces is None and action.removal is not None
+                    and action.removal.device is not None):
+                batch.append(action)
+                continue
+            if batch:
+                yield batch
+                batch = []
+            yield action
+        if batch:
+            yield batch
+
+    def _delete_batch(self, actions: list) -> None:
+        """Delete the devices of ``actions`` as one kernel batch per namespace; record those gone."""
+        by_netns: dict = {}
+        for action in actions:
+            by_netns.setdefault(action.removal.netns, []).append(action)
+            if action.removal.ovs_port:
+                # The Open vSwitch row first, so that no row ever names a device that is gone.
+                self.ovs.del_port(action.removal.name)
+                self.changed = True
+        gone: set = set()
+        error = None
+        for netns, group in by_netns.items():
+            try:
+                with entered(netns):
+                    gone.update((netns, index) for index in self._links_in(netns).delete_many(
+                        [(a.removal.name, a.removal.device.index, a.removal.device.link_group) for a in group],
+                        self.groups_in_use.get(netns, ())))
+            except BulkDeleteError as exc:
+                gone.update((netns, index) for index in exc.gone)
+                error = error or exc
+            except EXPECTED_ERRORS as exc:
+                # This namespace's devices stay; what other namespaces removed is still recorded.
+                error = error or exc
+        hold = self.task.reuse_delay
+        left = []
+        for action in actions:
+            if (action.removal.netns, action.removal.device.index) in gone:
+                self._remove_node(action.removal)
+                self.ledger.record(action, hold)
+                self.changed = True
+            else:
+                left.append(action)
+        if left:
+            failure = BulkDeleteError("%s (%d of %d device(s) removed and released; the others keep their "
+                                      "leases)" % (error or "the devices are still present",
+                                                   len(actions) - len(left), len(actions)), set())
+            failure.action = left[0]
+            raise failure
 
     def _failure(self, action, exc, trace) -> ApplyError:
         detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
@@ -158,7 +227,7 @@ class Applier:
                     if not action.allocated:
                         raise
                     take_next_name(action)  # made outside this registry since the snapshot
-            index = socket.if_nametoindex(action.name)
+            index = action.identity["ifindex"] = socket.if_nametoindex(action.name)
             try:
                 links.configure(action.name, index, alias=encode_mark(action.lease, action.template))
                 if spec.kind == MACVTAP:
@@ -192,7 +261,7 @@ class Applier:
                 port = action.port or {}
                 if port.get("filtering"):
                     self._vlan_filtering(port["filtering"])
-                index = socket.if_nametoindex(confirmed)
+                index = action.identity["ifindex"] = socket.if_nametoindex(confirmed)
                 links.configure(confirmed, index, mtu=spec.mtu,
                                 mac_address=spec.mac_address, master=action.master, up=spec.up,
                                 alias=encode_mark(action.lease, action.template), txqueuelen=spec.txqueuelen)
@@ -267,6 +336,10 @@ class Applier:
             with entered(removal.netns):
                 self._links_in(removal.netns).delete(removal.name, removal.device.index)
             self.changed = True
+        self._remove_node(removal)
+
+    def _remove_node(self, removal) -> None:
+        """A macvtap's node goes with its device (or its lease, when the device is already gone)."""
         if removal.node is not None and _chardev.node_state(removal.node) is not None:
             _chardev.remove_node(removal.node)
             self.changed = True

@@ -60,6 +60,8 @@ class LinkInfo:
     txqueuelen: int | None = None
     vlan_filtering: bool | None = None       # bridges only: whether VLAN filtering is on
     macvlan: MacvlanInfo | None = None       # for kind macvtap and macvlan
+    operstate: str | None = None   # RFC 2863 operational state: "up", "down", "lowerlayerdown", ...
+    link_group: int = 0            # the link group (0: the default group of every link)
 
     @property
     def managed_kind(self) -> str | None:
@@ -72,16 +74,18 @@ class LinkInfo:
 
     @property
     def in_use(self) -> bool:
-        """A process (QEMU, libvirt) holds the tun/tap device.
+        """The kernel's own signs that a process (QEMU, libvirt) holds a tun/tap device.
 
-        A macvtap's holders are the processes that have its character device open: that takes
-        a scan of /proc (World.holders), not a look at the link.
+        True is certain; False is not proof of the opposite for a single-queue device: its
+        carrier follows the attached file descriptor, but root can force it off while the fd
+        stays (`ip link set X carrier off`). Before a removal the holders are looked up in
+        /proc as well (_kernel._holders). A macvtap's holders are the processes that have its
+        character device open: that takes a scan of /proc (World.chardev_holders).
         """
         if self.tun is None:
             return False
         if self.tun.multi_queue:
             return bool(self.tun.queues)
-        # A single-queue tap has carrier exactly while a file descriptor is attached.
         return self.carrier
 
 
@@ -108,6 +112,10 @@ def macvlan_mode_name(number: int | None) -> str | None:
     return None
 
 
+# include/uapi/linux/if.h, IF_OPER_*
+OPERSTATES = ("unknown", "notpresent", "down", "lowerlayerdown", "testing", "dormant", "up")
+
+
 def link_info(raw: dict) -> LinkInfo:
     """A LinkInfo from one link of _rtnl.dump_links()."""
     tun = None
@@ -131,4 +139,12 @@ def link_info(raw: dict) -> LinkInfo:
         mark=decode_mark(raw["alias"]),
         txqueuelen=raw.get("txqlen"),
         vlan_filtering=raw.get("vlan_filtering"),
+        operstate=_operstate(raw.get("operstate")),
+        link_group=raw.get("group") or 0,
     )
+
+
+def _operstate(value: int | None) -> str | None:
+    if value is None:
+        return None
+    return OPERSTATES[value] if value < len(OPERSTATES) else str(value)

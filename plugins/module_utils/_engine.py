@@ -92,6 +92,32 @@ def run(params: dict, check_mode: bool = False, diff: bool = False) -> dict:
                        % (type(exc).__name__, exc), detail=traceback.format_exc())
 
 
+def _plan(task, ledger, world) -> tuple:
+    """(planner, actions) from a planner that has seen the holders of every device it deletes.
+
+    Holders are read from /proc only when a plan deletes something, and only for the devices
+    it deletes; when they can change the plan (a holder found, or a refusal the planner put
+    off until it knows the PIDs, or an error that an assumed deletion may have caused), it is
+    planned again (planning is pure and cheap). Each round looks up devices not looked up
+    before, so this ends.
+    """
+    while True:
+        planner = Planner(task, ledger, world)
+        try:
+            actions, error = planner.plan(), None
+        except PlanError as exc:
+            actions, error = None, exc
+        if not planner.unchecked:
+            break
+        _world.add_holders(world, planner.unchecked)
+        if (error is None and not planner.refusal_pending
+                and not any(world.holders_of(netns, name) for netns, name in planner.unchecked)):
+            break
+    if error is not None:
+        raise error
+    return planner, actions
+
+
 def _run_task(task, check_mode: bool, diff: bool) -> dict:
     with Registry(task.registry, check_mode=check_mode) as registry:
         ledger = registry.ledger
@@ -102,9 +128,8 @@ def _run_task(task, check_mode: bool, diff: bool) -> dict:
         _world.read_ports(world, needs, ovs)
         before = world.devices(task.netns)
         warnings = registry.warnings + ledger.recover(before, task.netns, registry.recovered, registry.path)
-        planner = Planner(task, ledger, world)
         try:
-            actions = planner.plan()
+            planner, actions = _plan(task, ledger, world)
         except PlanError:
             if registry.recovered and not check_mode:
                 # The bad file is already moved aside: keep what was rebuilt from it.
@@ -118,6 +143,7 @@ def _run_task(task, check_mode: bool, diff: bool) -> dict:
         if check_mode:
             return report(task, actions, before, before, warnings, diff, predicted=True, ports=(world, world))
         applier = Applier(task, ledger, registry.save)
+        applier.groups_in_use = world.link_groups()
         applier.apply(actions)  # raises ApplyError, with what was changed, when an action fails
         after_world = world
         try:

@@ -19,6 +19,10 @@ from ansible_collections.netdev.tuntap.plugins.module_utils._names import (
     InvalidName, TemplateMatcher, validate_template)
 
 SCHEMA_VERSION = 1
+# What a lease records about its device besides the name: the ifindex, the boot it was made or
+# last seen in (/proc/sys/kernel/random/boot_id) and its namespace's inode. Files written before
+# these existed lack them: unknown, and then the device's mark alone decides.
+IDENTITY_FIELDS = ("ifindex", "boot_id", "netns_inode")
 # The largest number any template can hold in 15 bytes (a one-byte prefix leaves 14 digits);
 # a mark's number is read with this bound, whatever max_id the task has.
 ID_LIMIT = 2 ** 31 - 1
@@ -89,19 +93,24 @@ class Ledger:
 
     # -- changing ----------------------------------------------------------
     def bind(self, lease: str, name: str, template: str | None, number: int | None, netns: str | None,
-             mode: str, multi_queue: bool, kind: str = "tuntap") -> None:
+             mode: str, multi_queue: bool, kind: str = "tuntap", identity: dict | None = None) -> None:
         """Bind ``lease`` to a device; the binding keeps its age while the name stays the same.
 
         ``kind`` is recorded for macvtap/macvlan only; a record without it is a tun/tap's.
+        ``identity`` (IDENTITY_FIELDS, each optional) says which device it is: removal deletes
+        a device only while it still matches. A field not known is left out of the record.
         """
         self._holders = None
         previous = self.state["leases"].get(lease)
         since = previous.get("since") if previous and previous["name"] == name else None
-        self.state["leases"][lease] = {
+        record = {
             "name": name, "template": template, "id": number, "netns": netns, "mode": mode,
             "multi_queue": multi_queue, "since": self.clock() if since is None else since}
         if kind != "tuntap":
-            self.state["leases"][lease]["kind"] = kind
+            record["kind"] = kind
+        record.update((key, value) for key, value in (identity or {}).items()
+                      if key in IDENTITY_FIELDS and value is not None)
+        self.state["leases"][lease] = record
 
     def unbind(self, lease: str) -> None:
         self._holders = None
@@ -161,7 +170,7 @@ class Ledger:
         if action.kind in (Kind.CREATE, Kind.RECONCILE) and action.lease is not None:
             spec = action.spec
             self.bind(action.lease, action.name, action.template, action.number, action.netns,
-                      spec.mode, spec.multi_queue, spec.kind)
+                      spec.mode, spec.multi_queue, spec.kind, identity=action.identity)
             if action.ovs_record:
                 # Which Open vSwitch port row carries this lease: releasing the lease removes it.
                 self.state["leases"][action.lease]["ovs"] = dict(action.ovs_record)

@@ -81,12 +81,31 @@ def describe(device) -> str:
     return what + leased
 
 
-def _in_use_detail(device, holders: int) -> str:
-    if device.tun is None:
-        return "%d open descriptor(s) of its character device" % holders
-    if device.tun.multi_queue:
-        return "%d queue(s) attached" % device.tun.queues
-    return "a process has it open"
+def _in_use_detail(device, pids) -> str:
+    held = "held by PID %s" % ", ".join(map(str, pids)) if pids else None
+    if device.tun.multi_queue and device.tun.queues:
+        return "%d queue(s) attached%s" % (device.tun.queues, ", " + held if held else "")
+    return held or "a process has it open"
+
+
+def _identity_difference(record: dict, device, world, netns) -> str | None:
+    """Why ``device`` (found under the lease's name, carrying its mark) is not the recorded one.
+
+    A field the record lacks (written before it was recorded) is unknown and trusted.
+    """
+    boot = record.get("boot_id")
+    if boot is not None and world.boot_id is not None and boot != world.boot_id:
+        return "the lease was recorded in an earlier boot (%s), so its device did not survive; this one " \
+               "was made since" % boot
+    inode = record.get("netns_inode")
+    current = world.netns_inode(netns)
+    if inode is not None and current is not None and inode != current:
+        return "the lease was recorded in another instance of %s (namespace inode %d, now %d)" % (
+            _where(netns), inode, current)
+    index = record.get("ifindex")
+    if index is not None and index != device.index:
+        return "the lease recorded ifindex %d, this device has ifindex %d" % (index, device.index)
+    return None
 
 
 def _where(netns) -> str:
@@ -103,6 +122,10 @@ class Planner:
         self.warnings: list = []
         self.filtering_on: set = set()    # bridges an earlier item turns VLAN filtering on for
         self._pending_name = None
+        # Devices to delete whose holders were not looked up in the snapshot (world.holders):
+        # the engine looks them up and plans again when that can change the plan.
+        self.unchecked: list = []
+        self.refusal_pending = False  # a device in use by the kernel's signs, refused once its PIDs are known
 
     # -- the plan ----------------------------------------------------------
     def plan(self) -> list:
@@ -194,7 +217,7 @@ class Planner:
             raise PlanError("%s: %r is %s, not a %s device; refusing to delete it%s"
                             % (spec.label(), spec.name, describe(device), _kind_words(spec.kind),
                                "; give kind: %s to remove it" % device.managed_kind if device.managed_kind else ""))
-        self._check_not_in_use(spec.label(), device, spec.force)
+        self._check_not_in_use(spec.label(), device, spec.force, self.task.netns)
         template = device.mark["template"] if device.mark else None
         removal = Removal(spec.name, self.task.netns, device, None, template,
                           node=self._node_of(self.task.netns, device.name, device.managed_kind))
@@ -207,6 +230,11 @@ class Planner:
                       template=record.get("template"), lease=lease, device=removal.device, removal=removal)
 
     # -- building blocks ---------------------------------------------------
+    def _identity(self, device) -> dict:
+        """What the ledger records about the device a lease is bound to (ifindex: once made)."""
+        return {"ifindex": device.index if device is not None else None, "boot_id": self.world.boot_id,
+                "netns_inode": self.world.netns_inode(self.task.netns)}
+
     def _removal_of(self, label: str, lease: str, record: dict, force: bool) -> Removal:
         """The leased device, wherever it lives, ready to be deleted (in-use rule checked), and
         its Open vSwitch port row when one carries the lease."""
@@ -228,7 +256,14 @@ class Planner:
                                  % (lease, record["name"], describe(device)))
             device = None
         if device is not None:
-            self._check_not_in_use(label, device, force)
+            difference = _identity_difference(record, device, self.world, netns)
+            if difference is not None:
+                self.warnings.append("lease %r: %r in %s carries the lease's mark but is not the recorded "
+                                     "device (%s); it was left alone and the lease released"
+                                     % (lease, record["name"], _where(netns), difference))
+                device = None
+        if device is not None:
+            self._check_not_in_use(label, device, force, netns)
         # The node goes with the lease even when the device is already gone (a namespace deleted).
         node = self._node_of(netns, record["name"], record.get("kind", TUNTAP))
         return Removal(record["name"], netns, device, lease, record.get("template"),
@@ -238,13 +273,27 @@ class Planner:
     def _node_of(netns, name: str, kind) -> str | None:
         return node_path(netns, name) if kind == MACVTAP else None
 
-    def _check_not_in_use(self, label: str, device, force: bool) -> None:
+    def _check_not_in_use(self, label: str, device, force: bool, netns) -> None:
         if force:
             return
-        holders = self.world.holders(device)
-        if device.in_use or holders:
+        if device.tun is None:
+            # A macvtap is held through its character device: the processes that have it open.
+            opened = self.world.chardev_holders(device)
+            if opened:
+                raise PlanError("%s: device %r is in use (%d open descriptor(s) of its character device); stop "
+                                "the process holding it, or set force: true to delete it anyway"
+                                % (label, device.name, opened))
+            return
+        pids = self.world.holders_of(netns, device.name)
+        if pids is None:
+            # Not looked up yet. Carrier off proves nothing (root can force it off under a running
+            # guest); carrier on does, but the refusal waits for the PIDs it can name.
+            self.unchecked.append((netns, device.name))
+            self.refusal_pending = self.refusal_pending or device.in_use
+            return
+        if device.in_use or pids:
             raise PlanError("%s: device %r is in use (%s); stop the process holding it, or set force: true "
-                            "to delete it anyway" % (label, device.name, _in_use_detail(device, holders)))
+                            "to delete it anyway" % (label, device.name, _in_use_detail(device, pids)))
 
     @staticmethod
     def _ours(device, lease) -> bool:
@@ -424,7 +473,8 @@ class Planner:
                       lease=spec.lease, master=master, allocator=allocator, replaces=replaces,
                       lease_changed=spec.lease is not None, port=port, ipv6=bool(spec.ipv6),
                       ovs_record=self._ovs_record(spec, attachment, None), lower=lower,
-                      node=self._node_of(self.task.netns, name, spec.kind))
+                      node=self._node_of(self.task.netns, name, spec.kind),
+                      identity=self._identity(None))
 
     def _reconcile(self, spec, device, template: str | None, number: int | None) -> Action:
         changes = {}
@@ -461,7 +511,8 @@ class Planner:
         return Action(spec, Kind.RECONCILE, device.name, netns=self.task.netns, number=number, template=template,
                       lease=spec.lease, device=device, changes=changes, lease_changed=lease_changed,
                       ovs_record=ovs_record,
-                      node=self._node_of(self.task.netns, device.name, spec.kind))
+                      node=self._node_of(self.task.netns, device.name, spec.kind),
+                      identity=self._identity(device))
 
     def _port_changes(self, spec, device, attachment, changes: dict) -> None:
         """Bridge membership, VLANs and the OVS row of an existing device, into ``changes``."""

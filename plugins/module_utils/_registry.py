@@ -77,7 +77,9 @@ def parse_state(text: str) -> dict:
         _require(isinstance(lease, dict) and isinstance(lease.get("name"), str),
                  "lease %r has no device name" % key)
         _require(all(_optional(lease.get(field), str) for field in ("template", "netns", "mode"))
-                 and _optional(lease.get("id"), int) and _optional(lease.get("multi_queue"), bool),
+                 and _optional(lease.get("id"), int) and _optional(lease.get("multi_queue"), bool)
+                 and _optional(lease.get("ifindex"), int) and _optional(lease.get("boot_id"), str)
+                 and _optional(lease.get("netns_inode"), int),
                  "lease %r has a field of the wrong type" % key)
     released = data.get("released")
     _require(isinstance(released, dict) and all(

@@ -227,7 +227,11 @@ options:
   force:
     description:
       - With O(state=absent), or when a lease's device is replaced, delete the device even while a process
-        (such as QEMU) holds it. Without it, a device in use is never deleted and the task fails naming it.
+        (such as QEMU) holds it. Without it, a device in use is never deleted and the task fails naming it and
+        the PIDs holding it.
+      - A device is in use when a process has it attached, as found in C(/proc) (the C(iff:) line of each tun
+        file descriptor's C(fdinfo), for processes in the device's namespace), or when the kernel shows
+        carrier or attached queues. Carrier alone is not trusted, since root can force it off under a running guest.
     type: bool
     default: false
   netns:
@@ -384,6 +388,12 @@ notes:
   - The registry lock is held from allocation until the registry records the result, so concurrent runs
     on one host never get the same name.
   - Devices of other tools in the namespace are never changed, unless named literally.
+  - Each lease records its device's ifindex, boot id and namespace inode. Removal and pruning delete a device
+    only while it is still the recorded one; a device that merely carries the old name and mark is left alone,
+    the lease released, with a warning. Records from before these fields existed trust the mark alone.
+  - Several devices removed by one task (O(remove_prefixes), O(prune_prefix), items with O(state=absent)) are
+    deleted as one kernel batch (a link group deleted in one request). If the kernel keeps some, the registry
+    records exactly those that are gone and the task fails naming the others.
   - Open vSwitch is used through C(ovs-vsctl), the database's own client, rather than the C(ovs) Python IDL,
     so nothing beyond Open vSwitch itself is needed on the target; each change is one transaction.
 seealso:
@@ -571,8 +581,10 @@ up:
   sample: true
 in_use:
   description:
-    - Whether a process (QEMU, libvirt) holds the device. Null for a macvtap, whose holders are looked
-      for (a scan of every process's open files) only when it is to be removed.
+    - Whether a process (QEMU, libvirt) holds the device, as the kernel shows it (carrier, attached queues).
+    - Not looked up in C(/proc) here, to keep runs that remove nothing cheap; see M(netdev.tuntap.tap_device_info).
+    - Null for a macvtap, whose holders are looked for (a scan of every process's open files) only when it is
+      to be removed.
   returned: single-device form
   type: bool
   sample: false

@@ -56,6 +56,7 @@ KNOWN_BLOCKS = {
     (README, "yaml", "- name: Taps for a guest"): "test_readme_module_playbook",
     (README, "yaml", "module_defaults:"): "test_readme_module_defaults",
     (README, "sh", "# A fresh tap"): "test_readme_adhoc",
+    (README, "yaml", "- name: What exists, who holds it"): "test_readme_info_task",
     (README, "yaml", "- name: Give every guest its TAP devices"): "test_readme_role_playbook",
     (README, "jinja", "{% for nic in guest_taps_devices['web1'] %}"): "test_role_readme_example",
     (README, "", "plugins/modules/tap_device.py"): "test_readme_layout",
@@ -262,6 +263,33 @@ def test_readme_module_defaults(sandbox, tmp_path):
     registry = json.loads(sandbox.read("/var/lib/lab/registry.json"))
     assert "fragment/net0" in registry["leases"], registry
     assert not os.listdir(sandbox.path("/var/lib/netdev_tuntap")), "the default registry was used"
+
+
+def test_readme_info_task(sandbox, tmp_path):
+    """The tap_device_info task, after a tap_device task that gives it a leased tap to list."""
+    block = _find(README, "yaml", "- name: What exists, who holds it")
+    play = textwrap.dedent("""\
+        - name: The README's tap_device_info task, in a minimal play
+          hosts: hypervisors
+          gather_facts: false
+          become: true
+          tasks:
+            - name: A leased tap to list
+              netdev.tuntap.tap_device:
+                netns: lab
+                name: vmtap%d
+                lease: info/net0
+        """) + textwrap.indent(block.text, "    ")
+    run = sandbox.playbook(_write(tmp_path, "info.yml", play)).ok()
+    made = run.result("A leased tap to list")
+    listed = run.result("What exists, who holds it, and what the registry believes")
+    assert not listed["changed"], listed
+    devices = {d["name"]: d for d in listed["devices"]}
+    assert set(devices) == {made["name"]}, listed["devices"]
+    device = devices[made["name"]]
+    assert (device["netns"], device["lease"], device["status"], device["ifindex"]) == \
+        ("lab", "info/net0", "leased", h.link(sandbox.netns, made["name"])["ifindex"]), device
+    assert [l["lease"] for l in listed["leases"]] == ["info/net0"], listed["leases"]
 
 
 def test_readme_adhoc(sandbox):

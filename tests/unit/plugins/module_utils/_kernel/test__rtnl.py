@@ -40,6 +40,7 @@ def tun_link(index=7, name=b"vmtap3\0", owner=None, multi_queue=0, queues=None, 
     return (ifinfo(index, 0x1003) + attr(3, name) + attr(4, u32(1500))
             + attr(1, bytes([0xFE, 0x54, 0, 0x12, 0x34, 0x56])) + attr(10, u32(42))
             + attr(33, u8(0)) + attr(20, b'netdev.tuntap {"lease":"k","template":"vmtap%d"}\0')
+            + attr(16, u8(2)) + attr(27, u32(5))
             + attr(18, linkinfo, nested=True))
 
 
@@ -50,8 +51,9 @@ def test_parse_link_reads_what_the_module_uses():
         "index": 7, "flags": 0x1003, "name": "vmtap3", "mtu": 1500, "address": "fe:54:00:12:34:56",
         "master": 42, "carrier": 0, "alias": 'netdev.tuntap {"lease":"k","template":"vmtap%d"}',
         "kind": "tun", "tun": {"type": 2, "pi": 0, "vnet_hdr": 1, "persist": 1, "multi_queue": 0, "owner": 107},
-        "link": None, "macvlan": None}
+        "link": None, "macvlan": None, "operstate": 2, "group": 5}
     info = link_info(link)
+    assert (info.operstate, info.link_group) == ("down", 5)
     assert (info.name, info.index, info.up, info.carrier, info.master) == ("vmtap3", 7, True, False, 42)
     assert info.mark == {"lease": "k", "template": "vmtap%d"}
     assert (info.tun.mode, info.tun.owner, info.tun.group, info.tun.vnet_hdr, info.tun.packet_info) == \
