@@ -23,7 +23,7 @@ DEFAULT_TEMPLATE = "vmtap%d"
 # The kernel refuses more queues than this on one tap (MAX_TAP_QUEUES).
 MAX_QUEUES = 256
 MTU_RANGE = (68, 65535)
-MAX_LEASE_LENGTH = 200
+MAX_LEASE_LENGTH = 176  # as _values: the longest lease the mark carries with any template
 STATES = ("present", "absent")
 NIC_KEYS = frozenset(("id", "bridge", "mac", "host_mac", "mtu", "queues", "vnet_hdr", "owner", "group", "name"))
 GUEST_KEYS = frozenset(("name", "state", "nics"))

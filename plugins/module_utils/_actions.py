@@ -51,7 +51,7 @@ class Action:
     replaces: Removal | None = None
     removal: Removal | None = None
     lease_changed: bool = False
-    origin: str = "pruning"       # for an action without spec: which option asked for it
+    origin: str = "pruning"       # for an action without spec: which option asked for it, or "orphan"
 
     @property
     def changed(self) -> bool:
@@ -67,4 +67,6 @@ class Action:
     def label(self) -> str:
         if self.spec is not None:
             return self.spec.label()
+        if self.origin == "orphan":
+            return "deleting the orphaned device %r" % self.name
         return "%s lease %r" % (self.origin, self.removal.lease)

@@ -46,8 +46,9 @@ class Applier:
         creating = [a for a in actions if a.kind is Kind.CREATE]
         if creating:
             self.ledger.record_intent(self.task.netns, [
-                {"lease": a.lease, "name": a.name, "template": a.template, "id": a.number, "netns": a.netns}
-                for a in creating])
+                {"lease": a.lease, "name": a.name, "template": a.template, "id": a.number, "netns": a.netns,
+                 "replaces": a.replaces.name if a.replaces is not None else None}
+                for a in creating], hold=self.task.reuse_delay)
             self.save()
         failed = None
         try:
@@ -113,7 +114,7 @@ class Applier:
         hold = self.task.reuse_delay
         if action.replaces is not None:
             self._delete(action.replaces)
-            self.ledger.forget(action.replaces, hold)
+            self.ledger.forget(action.replaces, hold, lease_released=False)
             self.replaced_for = action
         if action.kind is Kind.CREATE:
             self._create(action)
@@ -136,7 +137,7 @@ class Applier:
                 # Runs before TUNSETPERSIST: a device that survives always carries its mark.
                 links.configure(confirmed, socket.if_nametoindex(confirmed), mtu=spec.mtu,
                                 mac_address=spec.mac_address, master=action.master, up=spec.up,
-                                alias=encode_mark(action.lease, action.template))
+                                alias=encode_mark(action.lease, action.template, self.ledger.registry_id))
 
             while True:
                 try:

@@ -86,28 +86,45 @@ def run(params: dict, check_mode: bool = False, diff: bool = False) -> dict:
 
 
 def _run_task(task, check_mode: bool, diff: bool) -> dict:
-    with Registry(task.registry, check_mode=check_mode) as registry:
+    with Registry(task.registry, check_mode=check_mode, lock_timeout=task.lock_timeout) as registry:
         ledger = registry.ledger
         ledger.drop_old_releases(task.reuse_delay)
-        world = _world.gather(task.netns, sorted(lease_namespaces(task, ledger), key=str))
+        others = lease_namespaces(task, ledger)
+        world = _world.gather(task.netns, sorted(others, key=str))
+        # What recovery looks at besides the target: the namespaces of an interrupted run's devices
+        # and of the leases that marked devices here carry.
+        extra = ledger.recovery_namespaces(world.devices(task.netns)) - others - {task.netns}
+        if extra:
+            world = _world.gather(task.netns, sorted(others | extra, key=str))
         before = world.devices(task.netns)
-        warnings = registry.warnings + ledger.recover(before, task.netns, registry.recovered, registry.path)
-        planner = Planner(task, ledger, world)
+        recovery = ledger.recover(before, task.netns, registry.recovered, registry.path, hold=task.reuse_delay,
+                                  elsewhere=lambda netns: world.devices(netns) if netns in world.links else None)
+        warnings = registry.warnings + recovery.warnings
+        planner = Planner(task, ledger, world, orphans=recovery.orphans)
         try:
             actions = planner.plan()
-        except PlanError:
-            if registry.recovered and not check_mode:
-                # The bad file is already moved aside: keep what was rebuilt from it.
+        except PlanError as exc:
+            if (registry.recovered or recovery.adopted) and not check_mode:
+                # The bad file is already moved aside, or devices were adopted: keep what was rebuilt.
                 registry.save()
+            if recovery.adopted:
+                raise ApplyError("%s (devices adopted from an interrupted run were recorded: %s)"
+                                 % (exc, ", ".join(sorted(recovery.adopted))), changed=True)
             raise
         warnings += planner.warnings
         if check_mode:
-            return report(task, actions, before, before, warnings, diff, predicted=True)
+            return report(task, actions, before, before, warnings, diff, predicted=True, adopted=recovery.adopted)
         applier = Applier(task, ledger, registry.save)
-        applier.apply(actions)  # raises ApplyError, with what was changed, when an action fails
+        try:
+            applier.apply(actions)  # raises ApplyError, with what was changed, when an action fails
+        except ApplyError as exc:
+            if recovery.adopted and not exc.changed:
+                raise ApplyError("%s (devices adopted from an interrupted run: %s)"
+                                 % (exc, ", ".join(sorted(recovery.adopted))), changed=True, detail=exc.detail)
+            raise
         try:
             after = _world.read_links(task.netns) if applier.changed else before
         except (LinkError, NetnsError, OSError) as exc:
             raise ApplyError("the devices were changed and recorded, but reading them back failed: %s"
                              % exc, changed=True)
-        return report(task, actions, before, after, warnings, diff, predicted=False)
+        return report(task, actions, before, after, warnings, diff, predicted=False, adopted=recovery.adopted)

@@ -96,9 +96,11 @@ def settings_diff(action, before_device, before_by_index: dict, after: dict) -> 
             "before_header": "%s (before)" % label, "after_header": "%s (after)" % label}
 
 
-def report(task, actions: list, before: dict, after: dict, warnings: list, diff: bool, predicted: bool) -> dict:
+def report(task, actions: list, before: dict, after: dict, warnings: list, diff: bool, predicted: bool,
+           adopted=()) -> dict:
     """The task's result. ``before``/``after``: the target namespace's links by name, before the
-    run and after it (the same for check mode, whose changes are predicted from the actions)."""
+    run and after it (the same for check mode, whose changes are predicted from the actions).
+    ``adopted``: devices the registry took in from their marks (a change of the registry)."""
     by_index = {link.index: link.name for link in after.values()}
     before_by_index = {link.index: link.name for link in before.values()}
     devices = []
@@ -110,11 +112,12 @@ def report(task, actions: list, before: dict, after: dict, warnings: list, diff:
         if diff:
             old = before.get(action.device.name) if action.device is not None else None
             diffs.append(settings_diff(action, old, before_by_index, devices[-1]))
-    pruned = [a.removal.lease for a in actions if a.spec is None]
+    pruned = [a.removal.lease for a in actions if a.spec is None and a.origin != "orphan"]
     if predicted and any(a.allocated and a.kind is Kind.CREATE for a in actions):
         warnings = warnings + ["check mode: predicted names may differ in a real run if another run allocates "
                                "from the same registry in the meantime"]
-    result = {"changed": any(a.changed for a in actions), "warnings": warnings}
+    result = {"changed": bool(adopted) or any(a.changed for a in actions), "warnings": warnings,
+              "adopted": sorted(adopted)}
     if task.batch:
         result["devices"] = devices
         result["pruned"] = pruned

@@ -26,7 +26,9 @@ from ansible_collections.netdev.tuntap.plugins.module_utils._values import (
     MTU_RANGE, lease_problem, mac_problem, normalize_mac)
 
 DEFAULT_REGISTRY = "/var/lib/netdev_tuntap/registry.json"
+DEFAULT_LOCK_TIMEOUT = 60
 ID_LIMIT = 2 ** 31 - 1
+MAX_LOCK_TIMEOUT = 86400  # a day: longer is a hang, not a wait
 
 DEVICE_OPTIONS = dict(
     name=dict(type="str"),
@@ -50,6 +52,7 @@ TASK_OPTIONS = dict(
     registry=dict(type="path", default=DEFAULT_REGISTRY),
     max_id=dict(type="int", default=99999),
     reuse_delay=dict(type="int", default=3600),
+    lock_timeout=dict(type="int", default=DEFAULT_LOCK_TIMEOUT),
     # The items are checked by parse_device, not by AnsibleModule: its messages do not say which
     # item is wrong, and a batch's failure must name the index (the suboptions are documented).
     devices=dict(type="list", elements="dict"),
@@ -106,6 +109,7 @@ class TaskSpec:
     devices: list
     batch: bool
     remove_prefixes: list = field(default_factory=list)
+    lock_timeout: int = DEFAULT_LOCK_TIMEOUT
 
     def prefixes(self) -> list:
         """(origin, prefix) of every lease prefix whose leases this task removes."""
@@ -261,6 +265,17 @@ def _parse_item(item, index: int, max_id: int) -> DeviceSpec:
 def _prefix(value, option: str) -> str:
     if not value:
         raise SpecError("%s must not be empty: it would remove every lease in the registry" % option)
+    if "\0" in value:
+        raise SpecError("%s %r contains a NUL byte; no lease can contain one" % (option, value))
+    return value
+
+
+def _registry_path(value) -> str:
+    if not value:
+        return DEFAULT_REGISTRY
+    if "\0" in value:
+        raise SpecError("registry %r contains a NUL byte, which no file path can hold; give a path such as %s"
+                        % (value, DEFAULT_REGISTRY))
     return value
 
 
@@ -269,6 +284,8 @@ def parse_task(params: dict) -> TaskSpec:
     values = _validated(_TASK_VALIDATOR, params, "", "an option of tap_device")
     max_id = _in_range(values["max_id"], "max_id", 0, ID_LIMIT)
     reuse_delay = _in_range(values["reuse_delay"], "reuse_delay", 0, ID_LIMIT)
+    lock_timeout = _in_range(values["lock_timeout"], "lock_timeout", 0, MAX_LOCK_TIMEOUT)
+    registry = _registry_path(values["registry"])
     netns = values["netns"]
     if netns is not None:
         try:
@@ -304,6 +321,6 @@ def parse_task(params: dict) -> TaskSpec:
     if remove_prefixes and not batch:
         raise SpecError("remove_prefixes needs the batch form: give it alone, or with devices instead of %s"
                         % given[0])
-    return TaskSpec(netns=netns, registry=values["registry"] or DEFAULT_REGISTRY, max_id=max_id,
+    return TaskSpec(netns=netns, registry=registry, max_id=max_id,
                     reuse_delay=reuse_delay, prune_prefix=prune_prefix, devices=specs, batch=batch,
-                    remove_prefixes=remove_prefixes)
+                    remove_prefixes=remove_prefixes, lock_timeout=lock_timeout)

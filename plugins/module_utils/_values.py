@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 
 MTU_RANGE = (68, 65535)
-MAX_LEASE_LENGTH = 200
+MAX_LEASE_LENGTH = 176  # the longest that fits in the mark (with its registry id) with any template
 
 _MAC = re.compile(r"\A[0-9a-fA-F]{2}([:-])[0-9a-fA-F]{2}(\1[0-9a-fA-F]{2}){4}\Z")
 

@@ -107,7 +107,7 @@ def test_module_style_params_in_batch_mode():
     (dict(name="tap0", bridge=""), "bridge", ""),                    # "" detaches
     (dict(name="tun0", mode="tun", bridge=""), "bridge", ""),        # detaching is fine for tun
     (dict(name="tap0", lease="web1/net0"), "lease", "web1/net0"),
-    (dict(name="tap0", lease="x" * 200), "lease", "x" * 200),
+    (dict(name="tap0", lease="x" * 176), "lease", "x" * 176),
     (dict(lease="web1/net0", state="absent"), "lease", "web1/net0"),
     (dict(name="vnet%d", lease="a", state="absent"), "template", "vnet%d"),
 ])
@@ -203,8 +203,8 @@ DEVICE_REFUSALS = [
     # the prefix of the messages of Ansible's own argument validator: "" or "devices[3]: ")
     (dict(name="tap0", state="gone"), ["{v}value of state must be one of: present, absent, got: gone"]),
     (dict(name="tap0", mode="tup"), ["{v}value of mode must be one of: tap, tun, got: tup"]),
-    (dict(name="tap0", lease=""), ["{w}lease ''", "not a valid lease", "1 to 200 printable"]),
-    (dict(name="tap0", lease="x" * 201), ["{w}lease 'xxxx", "1 to 200"]),
+    (dict(name="tap0", lease=""), ["{w}lease ''", "not a valid lease", "1 to 176 printable"]),
+    (dict(name="tap0", lease="x" * 177), ["{w}lease 'xxxx", "1 to 176"]),
     (dict(name="tap0", lease="a\nb"), ["{w}lease 'a\\nb'", "printable"]),
     (dict(name="tap0", lease="a\x7fb"), ["{w}lease 'a\\x7fb'", "printable"]),
     (dict(name="x" * 16), ["{w}name 'xxxxxxxxxxxxxxxx' is 16 bytes long", "1 to 15 bytes"]),
