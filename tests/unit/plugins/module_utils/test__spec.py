@@ -346,3 +346,33 @@ def test_remove_prefixes_refusals(params, parts):
 def test_an_absent_item_under_remove_prefixes_is_fine():
     spec = task(devices=[{"lease": "g:db1/0", "state": "absent"}], remove_prefixes=["g:db1/"])
     assert [d.lease for d in spec.devices] == ["g:db1/0"]
+
+
+# -- NUL bytes in path options, lock_timeout -----------------------------------------------
+
+@pytest.mark.parametrize("params, option", [
+    (dict(name="tap0", registry="/var/lib/x\0y/registry.json"), "registry"),
+    (dict(devices=[], prune_prefix="web\0"), "prune_prefix"),
+    (dict(remove_prefixes=["a", "b\0"]), "remove_prefixes[1]"),
+])
+def test_a_nul_byte_in_a_path_or_prefix_is_a_clean_refusal(params, option):
+    with pytest.raises(SpecError) as exc:
+        parse_task(params)
+    assert str(exc.value).startswith(option + " ") and "NUL byte" in str(exc.value)
+
+
+def test_a_nul_byte_in_registry_is_a_failed_task_not_an_internal_error():
+    from ansible_collections.netdev.tuntap.plugins.module_utils._engine import TapError, run
+    with pytest.raises(TapError) as exc:
+        run({"name": "tap0", "registry": "/tmp/a\0b"})
+    assert "registry '/tmp/a\\x00b' contains a NUL byte" in str(exc.value)
+    assert "internal error" not in str(exc.value)
+
+
+def test_lock_timeout_default_and_range():
+    assert parse_task(dict(name="tap0")).lock_timeout == 60
+    assert parse_task(dict(name="tap0", lock_timeout=0)).lock_timeout == 0
+    for bad in (-1, 86401):
+        with pytest.raises(SpecError) as exc:
+            parse_task(dict(name="tap0", lock_timeout=bad))
+        assert "lock_timeout %d is out of range; allowed: 0 to 86400" % bad in str(exc.value)
