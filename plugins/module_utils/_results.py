@@ -116,8 +116,7 @@ def report(task, actions: list, before: dict, after: dict, warnings: list, diff:
     if predicted and any(a.allocated and a.kind is Kind.CREATE for a in actions):
         warnings = warnings + ["check mode: predicted names may differ in a real run if another run allocates "
                                "from the same registry in the meantime"]
-    result = {"changed": bool(adopted) or any(a.changed for a in actions), "warnings": warnings,
-              "adopted": sorted(adopted)}
+    result = {}
     if task.batch:
         result["devices"] = devices
         result["pruned"] = pruned
@@ -127,4 +126,7 @@ def report(task, actions: list, before: dict, after: dict, warnings: list, diff:
         result.update(devices[0])
         if diff:
             result["diff"] = diffs[0]
+    # The task changed if any action did, orphans deleted included, or the registry took devices in.
+    result.update(changed=bool(adopted) or any(a.changed for a in actions), warnings=warnings,
+                  adopted=sorted(adopted))
     return result
