@@ -19,7 +19,9 @@ import hashlib
 import json
 import math
 import os
+import signal
 import stat
+import threading
 import time
 
 from ansible_collections.netdev.tuntap.plugins.module_utils._ledger import (
@@ -269,6 +271,57 @@ def _check_ancestor(path: str, st: os.stat_result, via: str) -> None:
                                                                       path, path))
 
 
+class _LockWaitOver(Exception):
+    pass
+
+
+def _alarm(_signum, _frame):
+    raise _LockWaitOver()
+
+
+def _flock(fd: int, timeout: int) -> bool:
+    """Take an exclusive flock on ``fd`` within ``timeout`` seconds; False when it stayed taken.
+
+    The wait blocks in the kernel (waiters are woken together, so none is starved by others
+    polling) under a SIGALRM timer; where a timer cannot be used (not the main thread, or one
+    already running) it polls instead.
+    """
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        if timeout <= 0:
+            return False
+    if threading.current_thread() is threading.main_thread() and signal.getitimer(signal.ITIMER_REAL)[0] == 0:
+        previous = signal.signal(signal.SIGALRM, _alarm)
+        taken = False
+        try:
+            try:
+                signal.setitimer(signal.ITIMER_REAL, timeout)
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                taken = True
+            except _LockWaitOver:
+                pass  # taken stays False; if the lock was got in that instant, closing the fd drops it
+        finally:
+            while True:
+                try:
+                    signal.setitimer(signal.ITIMER_REAL, 0)
+                    signal.signal(signal.SIGALRM, previous)
+                    break
+                except _LockWaitOver:
+                    continue  # the timer fired just now: it is off once this loop ends
+        return taken
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        time.sleep(0.01)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            continue
+    return False
+
+
 def lock_holders(st: os.stat_result, locks_path: str = "/proc/locks") -> list:
     """PIDs holding a lock on the file ``st`` describes, as /proc/locks tells (may be empty)."""
     wanted = "%02x:%02x:%d" % (os.major(st.st_dev), os.minor(st.st_dev), st.st_ino)
@@ -400,26 +453,14 @@ class Registry:
             self._unlock()
             raise RegistryError("registry lock %s is %s, not a regular file; remove it and run again"
                                 % (lock, _file_type(st)))
-        deadline = time.monotonic() + self.lock_timeout
-        pause = 0.005
-        while True:
-            try:
-                fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return
-            except OSError as exc:
-                if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EINTR):
-                    raise
-            left = deadline - time.monotonic()
-            if left <= 0:
-                holders = lock_holders(st)
-                self._unlock()
-                raise RegistryError(
-                    "the registry lock %s is still held by another run after lock_timeout %d s (%s); wait for it "
-                    "to finish, or raise lock_timeout. A run that never ends holds it until it is stopped"
-                    % (lock, self.lock_timeout, "held by PID %s" % ", ".join(map(str, holders)) if holders
-                       else "the holder's PID is not visible here"))
-            time.sleep(min(pause, left))
-            pause = min(pause * 2, 0.1)
+        if not _flock(self._lock_fd, self.lock_timeout):
+            holders = lock_holders(st)
+            self._unlock()
+            raise RegistryError(
+                "the registry lock %s is still held by another run after lock_timeout %d s (%s); wait for it "
+                "to finish, or raise lock_timeout. A run that never ends holds it until it is stopped"
+                % (lock, self.lock_timeout, "held by PID %s" % ", ".join(map(str, holders)) if holders
+                   else "the holder's PID is not visible here"))
 
     def _unlock(self) -> None:
         if self._lock_fd is not None:

@@ -40,14 +40,16 @@ def _mods():
             for name in ("_engine", "_registry", "_apply", "_kernel._tun", "_kernel._links")}
 
 
-def _fill(directory: str) -> None:
-    """Use up the space and then the inodes of the file system holding ``directory``."""
-    chunk = b"\0" * 65536
-    with contextlib.suppress(OSError):
-        with open(os.path.join(directory, "filler"), "wb") as handle:
-            while True:
-                handle.write(chunk)
-                handle.flush()
+def _fill(directory: str, what: str = "both") -> None:
+    """Use up the space (``what`` "space"), the inodes ("inodes") or both of ``directory``'s file system."""
+    if what in ("space", "both"):
+        chunk = b"\0" * 4096
+        with contextlib.suppress(OSError):
+            with open(os.path.join(directory, "filler"), "wb", buffering=0) as handle:
+                while True:
+                    handle.write(chunk)
+    if what == "space":
+        return
     for number in range(1_000_000):
         try:
             os.close(os.open(os.path.join(directory, "filler-%d" % number), os.O_CREAT | os.O_WRONLY, 0o600))
@@ -104,13 +106,13 @@ def _install(point: str, nth: int, action) -> None:
         raise ValueError(point)
 
 
-def _child(params: dict, check_mode: bool, kill_at, fill_at, fill_dir, write_fd: int) -> None:
+def _child(params: dict, check_mode: bool, kill_at, fill_at, fill_dir, fill_what, write_fd: int) -> None:
     outcome = {}
     try:
         if kill_at is not None:
             _install(kill_at[0], kill_at[1], lambda: os.kill(os.getpid(), signal.SIGKILL))
         if fill_at is not None:
-            _install(fill_at[0], fill_at[1], lambda: _fill(fill_dir))
+            _install(fill_at[0], fill_at[1], lambda: _fill(fill_dir, fill_what))
         engine = _mods()["_engine"]
         try:
             outcome = {"result": engine.run(params, check_mode=check_mode)}
@@ -123,7 +125,7 @@ def _child(params: dict, check_mode: bool, kill_at, fill_at, fill_dir, write_fd:
 
 
 def run_forked(params: dict, check_mode: bool = False, kill_at=None, fill_at=None, fill_dir=None,
-               timeout: float = 120.0) -> dict:
+               fill_what: str = "both", timeout: float = 120.0) -> dict:
     """``{"result": ...}``, ``{"error": msg, "changed": bool}``, ``{"crash": traceback}`` or
     ``{"killed": True}`` (the child died of the planned SIGKILL)."""
     read_fd, write_fd = os.pipe()
@@ -132,7 +134,7 @@ def run_forked(params: dict, check_mode: bool = False, kill_at=None, fill_at=Non
         code = 0
         try:
             os.close(read_fd)
-            _child(params, check_mode, kill_at, fill_at, fill_dir, write_fd)
+            _child(params, check_mode, kill_at, fill_at, fill_dir, fill_what, write_fd)
         except BaseException:  # pylint: disable=broad-except
             code = 70
         finally:
