@@ -420,6 +420,15 @@ pruned:
   type: list
   elements: str
   sample: ["db1/net2"]
+adopted:
+  description:
+    - Devices this run took into the registry from the marks they carry (left by a run that was killed or
+      failed to record them, or found after the registry was rebuilt); a non-empty list makes the task
+      changed.
+  returned: always
+  type: list
+  elements: str
+  sample: ["vnet12"]
 """
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib

@@ -29,8 +29,8 @@ if h.COLLECTIONS_ROOT not in sys.path:
     _spec.loader.exec_module(importlib.util.module_from_spec(_spec))
 
 SOAK = os.environ.get("NTT_SOAK", "").strip() not in ("", "0")
-SIZES = dict(processes=16, leases_per_process=20, kills=200, hostile_cases=2000, fuzz_registries=400)
-SOAK_SIZES = dict(processes=32, leases_per_process=40, kills=2000, hostile_cases=20000, fuzz_registries=4000)
+SIZES = dict(processes=16, leases_per_process=20, kills=200, hostile_cases=2000, wrong_values_per_path=4)
+SOAK_SIZES = dict(processes=32, leases_per_process=40, kills=2000, hostile_cases=20000, wrong_values_per_path=12)
 OUTPUT = os.path.join(h.REPO_ROOT, "tests", "output", "reliability")
 FIGURES: dict = {}
 

@@ -16,7 +16,7 @@ import pytest
 import ntt_crash as crash
 import ntt_helpers as h
 import ntt_invariants
-from conftest import record
+from conftest import record, size
 
 pytestmark = [pytest.mark.root]
 
@@ -56,9 +56,10 @@ def _replaced(doc, path, value):
     return doc
 
 
-def wrong_type_cases():
-    for path in _paths(VALID):
-        for value in WRONG:
+def wrong_type_cases(per_path: int = len(WRONG)):
+    """Each path of the document with ``per_path`` wrong values (rotating, so that every value is used)."""
+    for number, path in enumerate(_paths(VALID)):
+        for value in [WRONG[(number + k) % len(WRONG)] for k in range(per_path)]:
             yield "wrong type at %s: %s" % ("/".join(map(str, path)) or "top", json.dumps(value)[:20]), \
                 json.dumps(_replaced(VALID, path, value)).encode()
 
@@ -145,7 +146,7 @@ def test_every_kind_of_broken_registry_has_a_clear_outcome(ns, workdir):
         tally["recovered" if "unusable" in warnings or "impossible" in warnings else "accepted"] += 1
         ntt_invariants.check(registry, ns)
 
-    for case, content in TEXT_CASES + list(wrong_type_cases()):
+    for case, content in TEXT_CASES + list(wrong_type_cases(size("wrong_values_per_path"))):
         index += 1
         registry = _fresh(workdir, index)
         with open(registry, "wb") as out:
