@@ -124,10 +124,23 @@ def _child(params: dict, check_mode: bool, kill_at, fill_at, fill_dir, fill_what
         json.dump(outcome, out)
 
 
+_WARM = []
+
+
+def _warm() -> None:
+    """Import in the parent what every child needs (pyroute2 is imported on the first change)."""
+    if not _WARM:
+        _mods()
+        from pyroute2 import IPRoute  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
+        from pyroute2.netlink.exceptions import NetlinkError  # noqa: F401  pylint: disable=import-outside-toplevel
+        _WARM.append(True)
+
+
 def run_forked(params: dict, check_mode: bool = False, kill_at=None, fill_at=None, fill_dir=None,
                fill_what: str = "both", timeout: float = 120.0) -> dict:
     """``{"result": ...}``, ``{"error": msg, "changed": bool}``, ``{"crash": traceback}`` or
     ``{"killed": True}`` (the child died of the planned SIGKILL)."""
+    _warm()
     read_fd, write_fd = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: never returns into pytest
