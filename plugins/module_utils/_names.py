@@ -63,7 +63,11 @@ def _require_text(text, what: str) -> None:
 
 def _check_bytes(text: str, shown: str, what: str) -> bytes:
     """The UTF-8 bytes of ``text``; refuse the bytes the kernel refuses, naming ``shown``."""
-    raw = text.encode("utf-8", "surrogateescape")
+    try:
+        raw = text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidName("%s %r is not valid UTF-8 text (it holds a lone surrogate); interface names are "
+                          "UTF-8 text" % (what, shown))
     for byte in raw:
         if byte in _FORBIDDEN_BYTES or _is_control(byte):
             raise InvalidName("%s %r contains %s; interface names may not contain '/', ':', "

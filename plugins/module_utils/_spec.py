@@ -23,7 +23,7 @@ from ansible_collections.netdev.tuntap.plugins.module_utils._names import (
     InvalidName, is_template, validate_name, validate_template)
 from ansible_collections.netdev.tuntap.plugins.module_utils._kernel._netns import NetnsError, validate_netns_name
 from ansible_collections.netdev.tuntap.plugins.module_utils._values import (
-    MTU_RANGE, lease_problem, mac_problem, normalize_mac)
+    MTU_RANGE, is_utf8_text, lease_problem, mac_problem, normalize_mac)
 
 DEFAULT_REGISTRY = "/var/lib/netdev_tuntap/registry.json"
 DEFAULT_LOCK_TIMEOUT = 60
@@ -265,8 +265,8 @@ def _parse_item(item, index: int, max_id: int) -> DeviceSpec:
 def _prefix(value, option: str) -> str:
     if not value:
         raise SpecError("%s must not be empty: it would remove every lease in the registry" % option)
-    if "\0" in value:
-        raise SpecError("%s %r contains a NUL byte; no lease can contain one" % (option, value))
+    if "\0" in value or not is_utf8_text(value):
+        raise SpecError("%s %r contains a NUL byte or a lone surrogate; no lease can contain one" % (option, value))
     return value
 
 
@@ -275,6 +275,9 @@ def _registry_path(value) -> str:
         return DEFAULT_REGISTRY
     if "\0" in value:
         raise SpecError("registry %r contains a NUL byte, which no file path can hold; give a path such as %s"
+                        % (value, DEFAULT_REGISTRY))
+    if not is_utf8_text(value):
+        raise SpecError("registry %r is not valid UTF-8 text (it holds a lone surrogate); give a path such as %s"
                         % (value, DEFAULT_REGISTRY))
     return value
 

@@ -25,7 +25,7 @@ LONE_SURROGATES = ["\ud800", "\udfff", "tap\udc80%d"]
 FORMATS = ["%d", "%s", "%%", "%x%d", "{0}", "%(x)s", "%n", "%99999999d", "%-d", "%+d", "%05d", "a%db%d"]
 CONTROL = ["\0", "\x01", "\x1b[31m", "\x7f", "\n", "\t", "tap\0x"]
 PATHS = ["../reg.json", "./a/../../b.json", "//double//slash.json", "dir/", "~", "$HOME/x.json", ".", "..",
-         "a" * 300, "nul\0here.json", "\u2028line.json", "\udcff.json", "x/" * 60 + "r.json"]
+         "a" * 300, "nul\0here.json", "\u2028line.json", "\udcff.json", "\ud800.json", "x/" * 60 + "r.json"]
 NUMBERS = [0, -1, 1, 2 ** 31 - 1, 2 ** 31, 2 ** 63, -2 ** 63, 10 ** 30, 68, 65535, 65536, 3600]
 FLOATS = [float("inf"), float("-inf"), float("nan"), 1e308, -0.0, 1.5]
 WORDS = ["inf", "nan", "-1", "0x10", "1e3", "true", "yes", "null", "", " ", "None"]

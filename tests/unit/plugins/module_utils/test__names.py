@@ -284,3 +284,10 @@ def test_control_characters_are_refused_in_templates(template):
     with pytest.raises(InvalidName) as exc:
         validate_template(template, 99)
     assert "control byte" in str(exc.value) and repr(template) in str(exc.value)
+
+
+@pytest.mark.parametrize("name", ["\ud800", "tap\udc80", "t\udfff%d"])
+def test_lone_surrogates_are_refused_not_a_crash(name):
+    with pytest.raises(InvalidName) as exc:
+        (validate_template if "%" in name else validate_name)(name, *([99] if "%" in name else []))
+    assert "lone surrogate" in str(exc.value)

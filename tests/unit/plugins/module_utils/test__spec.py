@@ -376,3 +376,15 @@ def test_lock_timeout_default_and_range():
         with pytest.raises(SpecError) as exc:
             parse_task(dict(name="tap0", lock_timeout=bad))
         assert "lock_timeout %d is out of range; allowed: 0 to 86400" % bad in str(exc.value)
+
+
+@pytest.mark.parametrize("params, start", [
+    (dict(name="\ud800"), "name '\\ud800' is not valid UTF-8 text"),
+    (dict(name="tap0", registry="/x/\ud800.json"), "registry '/x/\\ud800.json' is not valid UTF-8 text"),
+    (dict(name="tap0", lease="a\udc80"), "lease 'a\\udc80' is not a valid lease"),
+    (dict(name="tap0", bridge="\udfff"), "bridge '\\udfff' is not valid UTF-8 text"),
+])
+def test_lone_surrogates_are_clean_refusals(params, start):
+    with pytest.raises(SpecError) as exc:
+        parse_task(params)
+    assert str(exc.value).startswith(start), str(exc.value)
