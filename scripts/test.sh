@@ -5,8 +5,9 @@
 #   bash scripts/test.sh unit sanity           # only some stages (setup always runs first)
 #   bash scripts/test.sh --list                # the stages, in order
 #
-# Setup installs what is missing (Debian packages: iproute2, qemu-system-x86, shellcheck,
-# python3-venv; apt-get update once, only when something has to be installed) and builds the
+# Setup installs what is missing (Debian packages: iproute2, qemu-system-x86, shellcheck, sudo,
+# openssh-server/-client and python3-apt for the fleet, python3-venv; apt-get update once, only when
+# something has to be installed; Debian 11's CPython 3.9, unpacked privately) and builds the
 # pinned virtual environment (.venv, see scripts/bootstrap.sh). Then every stage runs, each
 # under a time limit (NTT_STAGE_TIMEOUT seconds, default 1500), even after another failed. A
 # stage whose subject does not exist yet fails; nothing is skipped silently. The run ends with a
@@ -38,6 +39,7 @@ stage sanity       all   stage_sanity       "ansible-test sanity on the installe
 stage lint         all   stage_lint         "ansible-lint (production profile), antsibull-changelog lint"
 stage artifact     all   stage_artifact     "ansible-galaxy collection build, install, use it ad hoc and in a playbook"
 stage molecule     all   stage_molecule     "molecule test (scripts/molecule.sh)"
+stage fleet        all   stage_fleet        "guest_taps on 10 emulated hosts over real SSH (scripts/fleet.sh)"
 stage demo         named stage_demo         "the README's main job (scripts/demo.sh)"
 
 JUNIT_DIR="$NTT_OUTPUT/junit"
@@ -55,6 +57,12 @@ setup_packages() {
     if ! "$NTT_PYTHON" -c 'import ensurepip, venv' >/dev/null 2>&1; then
         need+=(python3-venv)
     fi
+    command -v sudo >/dev/null 2>&1 || need+=(sudo) # the documented examples and the fleet use become
+    # the fleet stage: sshd per emulated host, ssh from the controller, apt's Python bindings for
+    # the role's package step on hosts that share this machine's /usr
+    [ -x /usr/sbin/sshd ] || need+=(openssh-server)
+    command -v ssh >/dev/null 2>&1 || need+=(openssh-client)
+    /usr/bin/python3 -c 'import apt' >/dev/null 2>&1 || need+=(python3-apt)
     for tool in flock unshare runuser; do
         command -v "$tool" >/dev/null 2>&1 || need+=(util-linux)
     done
@@ -66,10 +74,19 @@ setup_packages() {
         echo "installing Debian packages: ${need[*]}"
         export DEBIAN_FRONTEND=noninteractive
         apt-get update -qq
-        apt-get install -y -qq --no-install-recommends "${need[@]}" >"$NTT_OUTPUT/apt.log" 2>&1 || {
+        # Packages with daemons (openssh-server) must not start them on this machine: a
+        # policy-rc.d that refuses, unless the machine has its own.
+        local made_policy=0
+        if [ ! -e /usr/sbin/policy-rc.d ]; then
+            printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod 0755 /usr/sbin/policy-rc.d && made_policy=1
+        fi
+        local apt_rc=0
+        apt-get install -y -qq --no-install-recommends "${need[@]}" >"$NTT_OUTPUT/apt.log" 2>&1 || apt_rc=$?
+        [ "$made_policy" = 1 ] && rm -f /usr/sbin/policy-rc.d
+        if [ "$apt_rc" -ne 0 ]; then
             tail -n 30 "$NTT_OUTPUT/apt.log" >&2
             ntt_die "apt-get install ${need[*]} failed (log: $NTT_OUTPUT/apt.log)"
-        }
+        fi
     fi
     [ -c /dev/net/tun ] || modprobe tun 2>/dev/null || true
     [ -c /dev/net/tun ] || ntt_die "/dev/net/tun is missing (the tun kernel module is needed)"
@@ -201,7 +218,9 @@ stage_pyroute2_min() {
     before="$(list_ntt_netns)"
     # Its ansible and ansible-playbook run the module with this venv's python, so the module
     # itself meets pyroute2 0.7.2 too.
-    PATH="$venv/bin:$PATH" NTT_PYTEST_PYTHON="$venv/bin/python" run_pytest pyroute2-min tests/integration || rc=$?
+    # The documented examples test the documents, not the library: they run once, in integration.
+    PATH="$venv/bin:$PATH" NTT_PYTEST_PYTHON="$venv/bin/python" run_pytest pyroute2-min tests/integration \
+        --ignore=tests/integration/test_docs_examples.py || rc=$?
     check_netns_leaks "$before" || rc=1
     return "$rc"
 }
@@ -296,6 +315,16 @@ stage_artifact() {
     # From here on only the installed artifact provides netdev.tuntap.
     NTT_ARTIFACT_TARBALL="$tarball" NTT_ARTIFACT_COLLECTIONS="$colls" ANSIBLE_COLLECTIONS_PATH="$colls" \
         run_pytest artifact tests/artifact || rc=$?
+    check_netns_leaks "$before" || rc=1
+    return "$rc"
+}
+
+stage_fleet() {
+    need_root "the fleet stage"
+    require_path scripts/fleet.sh tests/fleet/site.yml tests/fleet/verify.py
+    local before rc=0
+    before="$(list_ntt_netns)"
+    bash "$NTT_ROOT/scripts/fleet.sh" --hosts "${NTT_FLEET_HOSTS:-10}" </dev/null || rc=$?
     check_netns_leaks "$before" || rc=1
     return "$rc"
 }

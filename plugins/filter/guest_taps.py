@@ -9,7 +9,6 @@ The documentation of each filter is in the YAML file of the same name beside thi
 
 from __future__ import annotations
 
-import json
 import re
 
 from ansible.errors import AnsibleFilterError
@@ -17,44 +16,16 @@ from ansible.errors import AnsibleFilterError
 from ansible_collections.netdev.tuntap.plugins.module_utils._marks import MAX_MARK_BYTES, mark_bytes
 from ansible_collections.netdev.tuntap.plugins.module_utils._names import (
     InvalidName, is_template, validate_name, validate_template)
+from ansible_collections.netdev.tuntap.plugins.module_utils._values import (
+    has_control_characters, lease_problem, mac_octets, mac_problem, mtu_problem, normalize_mac)
 
 LEASE_PREFIX = "guest_taps:"
 DEFAULT_TEMPLATE = "vmtap%d"
 # The kernel refuses more queues than this on one tap (MAX_TAP_QUEUES).
 MAX_QUEUES = 256
-MTU_RANGE = (68, 65535)
-MAX_LEASE_LENGTH = 176  # as _values: the longest lease the mark carries with any template
 STATES = ("present", "absent")
 NIC_KEYS = frozenset(("id", "bridge", "mac", "host_mac", "mtu", "queues", "vnet_hdr", "owner", "group", "name"))
 GUEST_KEYS = frozenset(("name", "state", "nics"))
-
-_MAC = re.compile(r"\A[0-9a-fA-F]{2}([:-])[0-9a-fA-F]{2}(\1[0-9a-fA-F]{2}){4}\Z")
-
-
-def _mac_octets(value):
-    if not isinstance(value, str) or not _MAC.match(value):
-        return None
-    return [int(part, 16) for part in re.split("[:-]", value)]
-
-
-def _mac_problem(value):
-    octets = _mac_octets(value)
-    if octets is None and _is_int(value):
-        # YAML 1.1 reads an unquoted 52:54:00:12:34:56 as a base-60 integer.
-        return "is not a MAC address; quote MAC addresses in YAML (\"52:54:00:12:34:56\")"
-    if octets is None:
-        return "is not a MAC address; write six hex octets such as 52:54:00:12:34:56"
-    if octets[0] & 1:
-        return "is a multicast address (lowest bit of the first octet set); a NIC needs a unicast one"
-    if not any(octets):
-        return "is all zeros; a NIC needs a non-zero unicast address"
-    return None
-
-
-def normalize_mac(value):
-    """Lower-case, colon-separated form of a MAC address already known to be valid."""
-    return ":".join("%02x" % octet for octet in _mac_octets(value))
-
 
 def host_mac_for(guest_mac):
     """The host side's MAC by libvirt's rule: first octet 0xFE, or 0xFA when the guest's already is 0xFE.
@@ -62,7 +33,7 @@ def host_mac_for(guest_mac):
     Two ends of one link with the same address make the bridge (and the guest) see
     "received packet with own address"; libvirt picks these values, we follow it.
     """
-    octets = _mac_octets(guest_mac)
+    octets = mac_octets(guest_mac)
     if octets is None:
         raise AnsibleFilterError("%r is not a MAC address" % (guest_mac,))
     octets[0] = 0xFA if octets[0] == 0xFE else 0xFE
@@ -155,7 +126,7 @@ def _guest_problems(index, guest, seen_guests, seen_names, template):
     elif "/" in name:
         problems.append("%s: name must not contain '/': it separates guest and NIC id in the lease "
                         "'guest_taps:<guest>/<nic id>'" % label)
-    elif any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in name):
+    elif has_control_characters(name):
         problems.append("%s: name must not contain control characters" % label)
     elif name in seen_guests:
         problems.append("%s: name is also used by guest_taps_guests[%d]; guest names must be unique"
@@ -173,6 +144,9 @@ def _guest_problems(index, guest, seen_guests, seen_names, template):
     if not isinstance(nics, list):
         problems.append("%s: nics must be a list, got %r" % (label, nics))
         return problems
+    if state == "absent":
+        # Removal goes by the lease prefix guest_taps:<guest>/: the NICs' settings no longer matter.
+        return problems
     seen_ids = {}
     for nic_index, nic in enumerate(nics):
         where = "%s nics[%d]" % (label, nic_index)
@@ -186,7 +160,7 @@ def _guest_problems(index, guest, seen_guests, seen_names, template):
         elif not isinstance(nic_id, str) or not nic_id.strip():
             problems.append("%s: id must be a non-empty string or an integer, got %r" % (where, nic_id))
             continue
-        elif any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in nic_id):
+        elif has_control_characters(nic_id):
             problems.append("%s: id %r must not contain control characters" % (where, nic_id))
         key = str(nic_id)
         if key in seen_ids:
@@ -200,18 +174,16 @@ def _guest_problems(index, guest, seen_guests, seen_names, template):
             lease = lease_for(name, key)
             own = nic.get("name")
             nic_template = (own if is_template(own) else None) if isinstance(own, str) and own else template
-            if len(lease) > MAX_LEASE_LENGTH:
-                problems.append("%s: its lease %r is longer than %d characters; use a shorter guest name or id"
-                                % (where, lease[:40] + "...", MAX_LEASE_LENGTH))
+            why = lease_problem(lease)
+            if why:
+                problems.append("%s: its lease %r %s; use a shorter guest name or id"
+                                % (where, lease[:40] + "..." if len(lease) > 40 else lease, why))
             elif isinstance(nic_template, (str, type(None))) and mark_bytes(lease, nic_template) > MAX_MARK_BYTES:
                 # The device's alias carries lease and template (JSON-escaped) in at most 254 bytes.
                 problems.append("%s: its lease %r is too long to be carried in the device's alias with template "
                                 "%r (%d bytes, at most %d); use a shorter guest name or id"
                                 % (where, lease[:40] + "...", nic_template, mark_bytes(lease, nic_template),
                                    MAX_MARK_BYTES))
-        if state == "absent":
-            # A guest being removed only needs its NICs' ids: its other settings no longer matter.
-            continue
         unknown = sorted(str(k) for k in set(nic) - NIC_KEYS)
         if unknown:
             problems.append("%s: unknown key %s; a NIC takes %s"
@@ -219,7 +191,7 @@ def _guest_problems(index, guest, seen_guests, seen_names, template):
         for mac_key in ("mac", "host_mac"):
             value = nic.get(mac_key)
             if value is not None:
-                why = _mac_problem(value)
+                why = mac_problem(value)
                 if why:
                     problems.append("%s: %s %r %s" % (where, mac_key, value, why))
         bridge = nic.get("bridge")
@@ -232,8 +204,9 @@ def _guest_problems(index, guest, seen_guests, seen_names, template):
         mtu = nic.get("mtu")
         if mtu is not None:
             number = _int_value(mtu)
-            if number is None or not MTU_RANGE[0] <= number <= MTU_RANGE[1]:
-                problems.append("%s: mtu %r must be an integer from %d to %d" % ((where, mtu) + MTU_RANGE))
+            why = "is not an integer" if number is None else mtu_problem(number)
+            if why:
+                problems.append("%s: mtu %r %s" % (where, mtu, why))
         queues = nic.get("queues")
         if queues is not None:
             number = _int_value(queues)
@@ -279,51 +252,28 @@ def guest_tap_problems(guests, template=DEFAULT_TEMPLATE):
     return problems
 
 
-def _registry_leases(registry):
-    """Lease names held in a registry: a dict, its JSON text, or None. A corrupt one yields none.
-
-    The module owns the registry (and repairs a corrupt one); this only looks for leases of
-    guests being removed, so a file it cannot read simply adds nothing.
-    """
-    if registry is None or registry == "":
-        return []
-    if isinstance(registry, (str, bytes)):
-        try:
-            registry = json.loads(registry)
-        except ValueError:
-            return []
-    if not isinstance(registry, dict) or not isinstance(registry.get("leases"), dict):
-        return []
-    return [lease for lease in registry["leases"] if isinstance(lease, str)]
-
-
-def guest_tap_devices(guests, template=DEFAULT_TEMPLATE, owner=None, group=None, registry=None):
-    """The tap_device module's ``devices`` list for a guest list, in input order.
-
-    Present guests give one item per NIC; absent guests one ``state: absent`` item per NIC
-    listed plus one per lease the registry still holds under ``guest_taps:<guest>/``.
-    """
+def _refuse_problems(guests, template):
     problems = guest_tap_problems(guests, template)
     if problems:
         raise AnsibleFilterError("guest_taps_guests has %d problem(s): %s" % (len(problems), "; ".join(problems)))
+
+
+def _absent(guest):
+    return (guest.get("state") or "present") == "absent"
+
+
+def guest_tap_devices(guests, template=DEFAULT_TEMPLATE, owner=None, group=None):
+    """The tap_device module's ``devices`` list for a guest list: one item per NIC of each
+    present guest, in input order. Absent guests give none: see guest_tap_remove_prefixes."""
+    _refuse_problems(guests, template)
     if template is None:
         template = DEFAULT_TEMPLATE
-    held = _registry_leases(registry)
     devices = []
     for guest in guests or []:
+        if _absent(guest):
+            continue
         name = _guest_name(guest)
         nics = guest.get("nics") or []
-        if (guest.get("state") or "present") == "absent":
-            listed = set()
-            for index, nic in enumerate(nics):
-                lease = lease_for(name, _nic_id(nic, index))
-                listed.add(lease)
-                devices.append({"lease": lease, "state": "absent"})
-            prefix = lease_for(name, "")
-            for lease in sorted(held):
-                if lease.startswith(prefix) and lease not in listed:
-                    devices.append({"lease": lease, "state": "absent"})
-            continue
         for index, nic in enumerate(nics):
             queues = _int_value(nic.get("queues", 1) if nic.get("queues") is not None else 1)
             vnet_hdr = True if nic.get("vnet_hdr") is None else _bool_value(nic["vnet_hdr"])
@@ -353,6 +303,16 @@ def guest_tap_devices(guests, template=DEFAULT_TEMPLATE, owner=None, group=None,
     return devices
 
 
+def guest_tap_remove_prefixes(guests, template=DEFAULT_TEMPLATE):
+    """The tap_device module's ``remove_prefixes``: ``guest_taps:<guest>/`` of each absent guest.
+
+    The module removes every lease under these prefixes, the NICs a guest still lists and
+    those it no longer does alike, so the role never needs to read the registry itself.
+    """
+    _refuse_problems(guests, template)
+    return [lease_for(_guest_name(guest), "") for guest in guests or [] if _absent(guest)]
+
+
 def guest_tap_fact(result, guests):
     """The ``guest_taps_devices`` fact: guest name -> list of NICs as the module made (or would make) them."""
     if isinstance(result, dict):
@@ -370,7 +330,7 @@ def guest_tap_fact(result, guests):
             by_lease[item["lease"]] = item
     fact = {}
     for guest in guests or []:
-        if (guest.get("state") or "present") == "absent":
+        if _absent(guest):
             continue
         name = _guest_name(guest)
         nics = []
@@ -405,4 +365,5 @@ class FilterModule:
             "guest_tap_devices": guest_tap_devices,
             "guest_tap_fact": guest_tap_fact,
             "guest_tap_problems": guest_tap_problems,
+            "guest_tap_remove_prefixes": guest_tap_remove_prefixes,
         }

@@ -4,14 +4,13 @@
 
 from __future__ import annotations
 
-import json
 import time
 
 import pytest
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.netdev.tuntap.plugins.filter.guest_taps import (
-    FilterModule, guest_tap_devices, guest_tap_fact, guest_tap_problems, host_mac_for)
+    FilterModule, guest_tap_devices, guest_tap_fact, guest_tap_problems, guest_tap_remove_prefixes, host_mac_for)
 
 
 def nic(**kwargs):
@@ -86,29 +85,28 @@ def test_queues_decide_multi_queue(queues, multi):
     assert guest_tap_devices([{"name": "g", "nics": [nic(queues=queues)]}])[0]["multi_queue"] is multi
 
 
-def test_absent_guest_releases_listed_nics_and_registry_leftovers():
-    registry = {"version": 1, "leases": {
-        "guest_taps:db1/0": {}, "guest_taps:db1/old": {}, "guest_taps:db10/0": {},
-        "guest_taps:web1/net0": {}, "other:db1/0": {},
-    }}
-    guests = [{"name": "db1", "state": "absent", "nics": [{"id": 0}, {"id": "x", "mac": "bad"}]}]
-    expected = [
-        {"lease": "guest_taps:db1/0", "state": "absent"},
-        {"lease": "guest_taps:db1/x", "state": "absent"},
-        {"lease": "guest_taps:db1/old", "state": "absent"},
+def test_absent_guests_give_no_devices_but_their_lease_prefixes():
+    guests = [
+        {"name": "web1", "nics": [nic(id="net0")]},
+        {"name": "db1", "state": "absent", "nics": [{"id": 0}, {"id": "x", "mac": "not checked when absent"}]},
+        {"name": "gone", "state": "absent"},
+        {"name": 101, "state": "absent", "nics": []},
     ]
-    assert guest_tap_devices(guests, registry=registry) == expected
-    assert guest_tap_devices(guests, registry=json.dumps(registry)) == expected
+    assert [d["lease"] for d in guest_tap_devices(guests)] == ["guest_taps:web1/net0"]
+    # In input order; the trailing "/" keeps db1 from matching db10's leases.
+    assert guest_tap_remove_prefixes(guests) == ["guest_taps:db1/", "guest_taps:gone/", "guest_taps:101/"]
 
 
-def test_absent_guest_without_nics_or_registry():
-    assert guest_tap_devices([{"name": "gone", "state": "absent"}]) == []
+def test_no_absent_guest_no_prefixes():
+    assert guest_tap_remove_prefixes([{"name": "web1", "nics": [nic()]}, {"name": "db1", "state": "present"}]) == []
+    assert guest_tap_remove_prefixes([]) == []
 
 
-@pytest.mark.parametrize("registry", [None, "", "{not json", "[]", {"leases": []}, {"version": 1}])
-def test_unreadable_registry_adds_nothing(registry):
-    guests = [{"name": "db1", "state": "absent", "nics": [{}]}]
-    assert guest_tap_devices(guests, registry=registry) == [{"lease": "guest_taps:db1/0", "state": "absent"}]
+def test_remove_prefixes_refuses_bad_input_naming_it():
+    with pytest.raises(AnsibleFilterError, match=r"guest 'a/b' \(guest_taps_guests\[1\]\): name must not contain '/'"):
+        guest_tap_remove_prefixes([{"name": "ok", "state": "absent"}, {"name": "a/b", "state": "absent"}])
+    with pytest.raises(AnsibleFilterError, match="must be a list of guests, got None"):
+        guest_tap_remove_prefixes(None)
 
 
 def test_numeric_guest_names_work_as_strings():
@@ -159,10 +157,10 @@ def test_bad_input_raises_naming_every_problem():
     ([{"name": "a", "nics": [nic(id=True)]}], "id must be a non-empty string or an integer"),
     ([{"name": "a", "nics": [nic(id=-1)]}], "must not be negative"),
     ([{"name": "a", "nics": [nic(mac="52:54:00:12:34")]}], "is not a MAC address"),
-    ([{"name": "a", "nics": [nic(mac="01:00:5e:00:00:01")]}], "multicast"),
+    ([{"name": "a", "nics": [nic(mac="01:00:5e:00:00:01")]}], "nics[0]: mac '01:00:5e:00:00:01' is a multicast"),
     ([{"name": "a", "nics": [nic(host_mac="00:00:00:00:00:00")]}], "all zeros"),
-    ([{"name": "a", "nics": [nic(mtu=67)]}], "mtu 67 must be an integer from 68 to 65535"),
-    ([{"name": "a", "nics": [nic(mtu="big")]}], "mtu 'big'"),
+    ([{"name": "a", "nics": [nic(mtu=67)]}], "nics[0]: mtu 67 is out of range; allowed: 68 to 65535"),
+    ([{"name": "a", "nics": [nic(mtu="big")]}], "nics[0]: mtu 'big' is not an integer"),
     ([{"name": "a", "nics": [nic(queues=0)]}], "queues 0 must be an integer from 1 to 256"),
     ([{"name": "a", "nics": [nic(queues=257)]}], "queues 257"),
     ([{"name": "a", "nics": [nic(vnet_hdr="maybe")]}], "vnet_hdr 'maybe' must be a boolean"),
@@ -178,7 +176,8 @@ def test_bad_input_raises_naming_every_problem():
     ([{"name": "a", "nics": [nic(name="tap0")]}, {"name": "b", "nics": [nic(name="tap0")]}],
      "name 'tap0' is also given to guest 'a' (guest_taps_guests[0]) nics[0]"),
     ([{"name": "a", "nics": [nic(color="red")]}], "unknown key color"),
-    ([{"name": "x" * 176, "nics": [nic()]}], "longer than 176 characters"),
+    ([{"name": "x" * 176, "nics": [nic()]}], "nics[0]: its lease 'guest_taps:xxxxxxxxxxxxxxxxxxxxxxxxxxxxx...' "
+                                            "is not a valid lease: use 1 to 176 printable characters"),
     # 60 x e-acute is 60 characters, but 360 bytes in the device's alias (JSON escapes)
     ([{"name": "\u00e9" * 60, "nics": [nic()]}], "too long to be carried in the device's alias"),
     # 28 x e-acute fits with vmtap%d (250 bytes), not with a longer per-NIC template (255)
@@ -284,7 +283,8 @@ def test_round_trip_devices_to_fact():
 
 
 def test_filters_are_registered():
-    assert set(FilterModule().filters()) == {"guest_tap_devices", "guest_tap_fact", "guest_tap_problems"}
+    assert set(FilterModule().filters()) == {"guest_tap_devices", "guest_tap_fact", "guest_tap_problems",
+                                             "guest_tap_remove_prefixes"}
 
 
 def test_thousand_nics_is_fast():
