@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Run the reliability suite (tests/reliability) and write docs/reliability.md from its figures.
 
     python scripts/ntt_reliability.py            # the CI run (a few minutes)

@@ -27,6 +27,7 @@ STATES = ("present", "absent")
 NIC_KEYS = frozenset(("id", "bridge", "mac", "host_mac", "mtu", "queues", "vnet_hdr", "owner", "group", "name"))
 GUEST_KEYS = frozenset(("name", "state", "nics"))
 
+
 def host_mac_for(guest_mac):
     """The host side's MAC by libvirt's rule: first octet 0xFE, or 0xFA when the guest's already is 0xFE.
 

@@ -521,6 +521,7 @@ class Registry:
         self.warnings.append("registry %s was unusable: %s.%s rebuilt from %s and the devices present"
                              % (self.path, reason, kept or " It was", source))
         return base
+
     def _move_aside(self) -> str:
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(self.clock()))
         target = "%s.corrupt-%s" % (self.path, stamp)

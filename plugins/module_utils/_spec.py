@@ -12,6 +12,7 @@ happens before anything is changed.
 from __future__ import annotations
 
 import grp
+import math
 import pwd
 from dataclasses import dataclass, field
 
@@ -129,6 +130,11 @@ def _validated(validator, raw: dict, where: str, allowed_what: str) -> dict:
     An option given as None counts as not given (it takes its default), as in a role that
     passes ``omit``-less nulls through.
     """
+    for key, value in raw.items():
+        if isinstance(value, float) and not math.isfinite(value) and key in validator.argument_spec:
+            # Ansible's int conversion raises OverflowError/ValueError on these instead of a message.
+            raise SpecError("%s%s is %r, which is not a finite number; allowed: a value of type %s"
+                            % (where, key, value, validator.argument_spec[key].get("type", "raw")))
     result = validator.validate({key: value for key, value in raw.items() if value is not None})
     for error in result.errors:
         if isinstance(error, UnsupportedError):

@@ -19,8 +19,8 @@ def check(registry: str, ns: str, expected: dict | None = None, released=()) -> 
     - ``expected`` (lease -> spec dict), when given, is exactly the set of leases, with their mode and
       multi_queue; no lease of ``released`` is present.
     """
-    doc = h.read_registry(registry) if os.path.exists(registry) else {"leases": {}, "counters": {},
-                                                                       "registry_id": None}
+    empty = {"leases": {}, "counters": {}, "registry_id": None}
+    doc = h.read_registry(registry) if os.path.exists(registry) else empty
     reg_id = doc.get("registry_id")
     links = h.links(ns)
     # Only this namespace's leases (a broken-registry case may hold records of others).
@@ -42,8 +42,8 @@ def check(registry: str, ns: str, expected: dict | None = None, released=()) -> 
         if mark is None or mark.get("registry") != reg_id or mark["lease"] is None:
             continue
         assert bound.get(name) == mark["lease"], (
-            "device %r carries lease %r, which the registry binds to %r" % (name, mark["lease"],
-                                                                           leases.get(mark["lease"])))
+            "device %r carries lease %r, which the registry binds to %r"
+            % (name, mark["lease"], leases.get(mark["lease"])))
     if expected is not None:
         assert set(leases) == set(expected), (sorted(leases), sorted(expected))
         for key, spec in expected.items():

@@ -391,3 +391,15 @@ def test_lone_surrogates_are_clean_refusals(params, start):
     with pytest.raises(SpecError) as exc:
         parse_task(params)
     assert str(exc.value).startswith(start), str(exc.value)
+
+
+# Found by the reliability suite's generated input: Ansible's int conversion raised OverflowError.
+@pytest.mark.parametrize("params, start", [
+    (dict(name="tap0", lock_timeout=float("inf")), "lock_timeout is inf, which is not a finite number"),
+    (dict(name="tap0", max_id=float("-inf")), "max_id is -inf, which is not a finite number"),
+    (dict(devices=[dict(name="tap0", mtu=float("nan"))]), "devices[0].mtu is nan, which is not a finite number"),
+])
+def test_infinite_numbers_are_clean_refusals(params, start):
+    with pytest.raises(SpecError) as exc:
+        parse_task(params)
+    assert str(exc.value).startswith(start), str(exc.value)
