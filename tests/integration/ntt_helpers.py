@@ -245,9 +245,22 @@ def del_link(netns: str, name: str) -> None:
     ip(netns, "link", "del", name)
 
 
+# Carrier of a tap made a moment ago drops asynchronously (the kernel's link watch runs up to
+# a second later), so a snapshot right after creation may still show it.
+CARRIER_FLAGS = ("NO-CARRIER", "LOWER_UP")
+
+
 def stable_view(entry: dict) -> dict:
     """An ip entry minus what changes without anyone touching the device."""
-    return {k: v for k, v in entry.items() if k not in ("stats", "stats64", "operstate")}
+    view = {k: v for k, v in entry.items() if k not in ("stats", "stats64", "operstate")}
+    if "flags" in view:
+        view["flags"] = [flag for flag in view["flags"] if flag not in CARRIER_FLAGS]
+    return view
+
+
+def stable_links(netns: str) -> dict[str, dict]:
+    """``links(netns)`` as stable views: equal unless someone changed a device."""
+    return {name: stable_view(entry) for name, entry in links(netns).items()}
 
 
 # --------------------------------------------------------------------------- registry

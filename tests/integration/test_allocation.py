@@ -280,13 +280,13 @@ def test_check_mode_predicts_the_next_name_and_changes_nothing(api, ns, registry
     api(name=T)
     api(name=T, lease="a")
     before = h.tree_snapshot(os.path.dirname(registry))
-    links_before = h.links(ns)
+    links_before = h.stable_links(ns)
     predicted = api(check_mode=True, name=T, lease="b")
     assert (predicted["changed"], predicted["name"], predicted["id"]) == (True, "vmt2", 2)
     assert predicted["ifindex"] is None
     h.assert_warnings(predicted, h.CHECK_MODE_WARNING)
     assert h.tree_snapshot(os.path.dirname(registry)) == before
-    assert h.links(ns) == links_before
+    assert h.stable_links(ns) == links_before
     real = api(name=T, lease="b")
     assert real["name"] == predicted["name"]
 

@@ -48,7 +48,7 @@ def test_batch_preserves_input_order_and_is_idempotent(api, ns, registry):
 def test_batch_check_mode_predicts_distinct_names_and_changes_nothing(api, ns, registry):
     api(devices=[{"name": T, "lease": "a"}])
     before = h.tree_snapshot(os.path.dirname(registry))
-    links_before = h.links(ns)
+    links_before = h.stable_links(ns)
     result = api(check_mode=True, devices=[{"name": T, "lease": "a"}, {"name": T, "lease": "b"},
                                            {"name": T, "lease": "c"}])
     assert result["changed"] is True
@@ -57,7 +57,7 @@ def test_batch_check_mode_predicts_distinct_names_and_changes_nothing(api, ns, r
     assert [d["changed"] for d in result["devices"]] == [False, True, True]
     assert [d["ifindex"] is None for d in result["devices"]] == [False, True, True]
     assert h.tree_snapshot(os.path.dirname(registry)) == before
-    assert h.links(ns) == links_before
+    assert h.stable_links(ns) == links_before
 
 
 def test_batch_diff_is_a_list_in_input_order(api, ns):

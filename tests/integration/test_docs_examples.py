@@ -37,6 +37,7 @@ README = os.path.join(h.REPO_ROOT, "README.md")
 ROLE_README = os.path.join(h.REPO_ROOT, "roles", "guest_taps", "README.md")
 EXAMPLES = os.path.join(h.REPO_ROOT, "examples")
 
+
 # --------------------------------------------------------------------------- the blocks
 
 def _find(path, lang, first_line_start):

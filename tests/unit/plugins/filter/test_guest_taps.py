@@ -177,7 +177,8 @@ def test_bad_input_raises_naming_every_problem():
      "name 'tap0' is also given to guest 'a' (guest_taps_guests[0]) nics[0]"),
     ([{"name": "a", "nics": [nic(color="red")]}], "unknown key color"),
     ([{"name": "x" * 176, "nics": [nic()]}],
-     "nics[0]: its lease 'guest_taps:xxxxxxxxxxxxxxxxxxxxxxxxxxxxx...' is not a valid lease: use 1 to 176 printable characters"),
+     "nics[0]: its lease 'guest_taps:xxxxxxxxxxxxxxxxxxxxxxxxxxxxx...' is not a valid lease: use 1 to 176 printable "
+     "characters"),
     # 60 x e-acute is 60 characters, but 360 bytes in the device's alias (JSON escapes)
     ([{"name": "\u00e9" * 60, "nics": [nic()]}], "too long to be carried in the device's alias"),
     # 28 x e-acute fits with vmtap%d (250 bytes), not with a longer per-NIC template (255)
