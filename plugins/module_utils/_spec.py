@@ -131,11 +131,22 @@ def _validated(validator, raw: dict, where: str, allowed_what: str) -> dict:
     passes ``omit``-less nulls through.
     """
     for key, value in raw.items():
-        if isinstance(value, float) and not math.isfinite(value) and key in validator.argument_spec:
-            # Ansible's int conversion raises OverflowError/ValueError on these instead of a message.
+        kind = validator.argument_spec.get(key, {}).get("type", "raw")
+        number = value
+        if isinstance(value, str) and kind == "int":
+            try:
+                number = float(value)
+            except ValueError:
+                continue
+        if isinstance(number, float) and not math.isfinite(number):
+            # Ansible's int conversion raises OverflowError on these ("inf", 1e400) instead of a message.
             raise SpecError("%s%s is %r, which is not a finite number; allowed: a value of type %s"
-                            % (where, key, value, validator.argument_spec[key].get("type", "raw")))
-    result = validator.validate({key: value for key, value in raw.items() if value is not None})
+                            % (where, key, value, kind))
+    try:
+        result = validator.validate({key: value for key, value in raw.items() if value is not None})
+    except (OverflowError, ValueError) as exc:
+        raise SpecError("%sa value could not be converted to its option's type (%s); allowed: the types in "
+                        "ansible-doc netdev.tuntap.tap_device" % (where, exc))
     for error in result.errors:
         if isinstance(error, UnsupportedError):
             unknown = sorted(set(raw) - set(validator.argument_spec))

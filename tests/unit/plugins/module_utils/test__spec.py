@@ -403,3 +403,10 @@ def test_infinite_numbers_are_clean_refusals(params, start):
     with pytest.raises(SpecError) as exc:
         parse_task(params)
     assert str(exc.value).startswith(start), str(exc.value)
+
+
+@pytest.mark.parametrize("value", ["inf", "-Infinity", "nan", "1e400"])
+def test_infinite_numbers_written_as_text_are_clean_refusals(value):
+    with pytest.raises(SpecError) as exc:
+        parse_task(dict(name="tap%d", max_id=value))
+    assert str(exc.value).startswith("max_id is %r, which is not a finite number" % value), str(exc.value)
