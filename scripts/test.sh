@@ -7,7 +7,8 @@
 #
 # Setup installs what is missing (Debian packages: iproute2, qemu-system-x86, shellcheck, sudo,
 # openssh-server/-client and python3-apt for the fleet, python3-venv; apt-get update once, only when
-# something has to be installed; Debian 11's CPython 3.9, unpacked privately) and builds the
+# something has to be installed; Debian 11's CPython 3.9, unpacked privately; the libvirt stage
+# installs libvirt's packages itself, see scripts/libvirt_setup.sh) and builds the
 # pinned virtual environment (.venv, see scripts/bootstrap.sh). Then every stage runs, each
 # under a time limit (NTT_STAGE_TIMEOUT seconds, default 1500), even after another failed. A
 # stage whose subject does not exist yet fails; nothing is skipped silently. The run ends with a
@@ -34,12 +35,13 @@ stage unit         all   stage_unit         "pytest tests/unit"
 stage integration  all   stage_integration  "pytest tests/integration (real devices in throwaway namespaces)"
 stage reliability  all   stage_reliability  "tests/reliability: concurrency, SIGKILLs, broken registries, full disk, hostile input; writes docs/reliability.md (NTT_SOAK=1: the long soak)"
 stage pyroute2_min all   stage_pyroute2_min "pytest tests/integration again with pyroute2 0.7.2, the oldest supported"
-stage doc          all   stage_doc          "ansible-doc renders the module, the role (every role variable) and the filters"
+stage doc          all   stage_doc          "ansible-doc renders the modules, the role (every role variable) and the filters"
 stage sanity       all   stage_sanity       "ansible-test sanity on the installed collection"
 stage lint         all   stage_lint         "ansible-lint (production profile), antsibull-changelog lint"
 stage artifact     all   stage_artifact     "ansible-galaxy collection build, install, use it ad hoc and in a playbook"
 stage molecule     all   stage_molecule     "molecule test (scripts/molecule.sh)"
 stage fleet        all   stage_fleet        "guest_taps on 10 emulated hosts over real SSH (scripts/fleet.sh)"
+stage libvirt      all   stage_libvirt      "pytest tests/libvirt (a private libvirtd starts guests on the role's taps)"
 stage demo         named stage_demo         "the README's main job (scripts/demo.sh)"
 
 JUNIT_DIR="$NTT_OUTPUT/junit"
@@ -262,6 +264,7 @@ role_inputs() {
 stage_doc() {
     require_path plugins/modules/tap_device.py roles/guest_taps/meta/argument_specs.yml
     check_doc module netdev.tuntap.tap_device
+    check_doc module netdev.tuntap.tap_device_info netns all_namespaces registry names templates lease_prefix holders
     local -a inputs
     mapfile -t inputs < <(role_inputs)
     [ "${#inputs[@]}" -gt 0 ] || ntt_die "found no guest_taps_* variable in roles/guest_taps"
@@ -335,6 +338,21 @@ stage_molecule() {
     local before rc=0
     before="$(list_ntt_netns)"
     bash "$NTT_ROOT/scripts/molecule.sh" </dev/null || rc=$?
+    check_netns_leaks "$before" || rc=1
+    return "$rc"
+}
+
+# libvirt as a client: installs libvirt when missing (scripts/libvirt_setup.sh, which also makes
+# sure no libvirt daemon runs in the host's namespaces), then the tests start their own libvirtd
+# in a throwaway network and mount namespace and remove everything they made.
+stage_libvirt() {
+    need_root "the libvirt stage"
+    require_path tests/libvirt scripts/libvirt_setup.sh
+    require_qemu
+    bash "$NTT_ROOT/scripts/libvirt_setup.sh" || ntt_die "libvirt could not be installed"
+    local before rc=0
+    before="$(list_ntt_netns)"
+    run_pytest libvirt tests/libvirt || rc=$?
     check_netns_leaks "$before" || rc=1
     return "$rc"
 }

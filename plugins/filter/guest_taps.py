@@ -13,6 +13,8 @@ import re
 
 from ansible.errors import AnsibleFilterError
 
+from ansible_collections.netdev.tuntap.plugins.module_utils._device import (
+    DEFAULT_MACVLAN_MODE, MACVLAN_MODES, MACVTAP)
 from ansible_collections.netdev.tuntap.plugins.module_utils._marks import MAX_MARK_BYTES, mark_bytes
 from ansible_collections.netdev.tuntap.plugins.module_utils._names import (
     InvalidName, is_template, validate_name, validate_template)
@@ -21,10 +23,18 @@ from ansible_collections.netdev.tuntap.plugins.module_utils._values import (
 
 LEASE_PREFIX = "guest_taps:"
 DEFAULT_TEMPLATE = "vmtap%d"
+# Not macvtap%d: libvirt allocates from that with a counter of its own on the same host.
+DEFAULT_DIRECT_TEMPLATE = "mvtap%d"
+# A NIC's type, as libvirt's <interface type=...>: a tap ("ethernet") or a macvtap on a host NIC ("direct").
+NIC_TYPES = ("ethernet", "direct")
+# What only a tap has: a direct NIC sends through its lower device, and QEMU sets queues and headers.
+ETHERNET_ONLY = ("bridge", "host_mac", "vnet_hdr")
+DIRECT_ONLY = ("link", "mode")
 # The kernel refuses more queues than this on one tap (MAX_TAP_QUEUES).
 MAX_QUEUES = 256
 STATES = ("present", "absent")
-NIC_KEYS = frozenset(("id", "bridge", "mac", "host_mac", "mtu", "queues", "vnet_hdr", "owner", "group", "name"))
+NIC_KEYS = frozenset(("id", "bridge", "mac", "host_mac", "mtu", "queues", "vnet_hdr", "owner", "group", "name",
+                      "type", "link", "mode"))
 GUEST_KEYS = frozenset(("name", "state", "nics"))
 
 
@@ -113,7 +123,46 @@ def _owner_problem(value):
     return "must be a user/group name or a non-negative numeric id, got %r" % (value,)
 
 
-def _guest_problems(index, guest, seen_guests, seen_names, template):
+def _nic_type(nic):
+    value = nic.get("type") if isinstance(nic, dict) else None
+    return "ethernet" if value is None else value
+
+
+def _direct_problems(where, nic):
+    """What is wrong with the type/link/mode of one NIC (either type)."""
+    problems = []
+    nic_type = _nic_type(nic)
+    if nic_type not in NIC_TYPES:
+        return ["%s: type %r is not allowed; choose ethernet (a tap) or direct (a macvtap on a host NIC)"
+                % (where, nic_type)]
+    if nic_type == "ethernet":
+        for key in DIRECT_ONLY:
+            if nic.get(key) is not None:
+                problems.append("%s: %s is only for type: direct (a macvtap on a host NIC)" % (where, key))
+        return problems
+    for key in ETHERNET_ONLY:
+        if nic.get(key) is not None:
+            problems.append("%s: %s is not allowed with type: direct; a macvtap sends through its link, and its "
+                            "MAC is the guest's mac" % (where, key))
+    if nic.get("queues") is not None and _int_value(nic["queues"]) != 1:
+        problems.append("%s: queues %r is not allowed with type: direct; QEMU opens a macvtap once per queue "
+                        "itself" % (where, nic["queues"]))
+    link = nic.get("link")
+    if link is None:
+        problems.append("%s: link is required with type: direct: the host NIC the macvtap sends through" % where)
+    else:
+        why = _name_problem(link, where + ": link")
+        if why is None and "%" in link:
+            why = "%s: link %r must be the name of an existing device, not a template" % (where, link)
+        if why:
+            problems.append(why)
+    mode = nic.get("mode")
+    if mode is not None and mode not in MACVLAN_MODES:
+        problems.append("%s: mode %r is not allowed; choose %s" % (where, mode, ", ".join(MACVLAN_MODES)))
+    return problems
+
+
+def _guest_problems(index, guest, seen_guests, seen_names, template, direct_template=DEFAULT_DIRECT_TEMPLATE):
     problems = []
     label = _guest_label(index, guest)
     if not isinstance(guest, dict):
@@ -174,7 +223,8 @@ def _guest_problems(index, guest, seen_guests, seen_names, template):
         if isinstance(name, str) and name and "/" not in name:
             lease = lease_for(name, key)
             own = nic.get("name")
-            nic_template = (own if is_template(own) else None) if isinstance(own, str) and own else template
+            default = direct_template if _nic_type(nic) == "direct" else template
+            nic_template = (own if is_template(own) else None) if isinstance(own, str) and own else default
             why = lease_problem(lease)
             if why:
                 problems.append("%s: its lease %r %s; use a shorter guest name or id"
@@ -189,6 +239,7 @@ def _guest_problems(index, guest, seen_guests, seen_names, template):
         if unknown:
             problems.append("%s: unknown key %s; a NIC takes %s"
                             % (where, ", ".join(unknown), ", ".join(sorted(NIC_KEYS))))
+        problems.extend(_direct_problems(where, nic))
         for mac_key in ("mac", "host_mac"):
             value = nic.get(mac_key)
             if value is not None:
@@ -233,28 +284,37 @@ def _guest_problems(index, guest, seen_guests, seen_names, template):
     return problems
 
 
-def guest_tap_problems(guests, template=DEFAULT_TEMPLATE):
+def _template_problem(template, option, example):
+    why = _name_problem(template, option)
+    if why is None and not is_template(template):
+        why = ("%s %r must be a template with one '%%d' (e.g. %r): it names every NIC that has no name of "
+               "its own" % (option, template, example))
+    return why
+
+
+def guest_tap_problems(guests, template=DEFAULT_TEMPLATE, direct_template=DEFAULT_DIRECT_TEMPLATE):
     """Everything wrong with a guest list, one message per problem naming the guest and NIC."""
     if not isinstance(guests, list):
         return ["guest_taps_guests must be a list of guests, got %r" % (guests,)]
     problems = []
     if template is None:
         template = DEFAULT_TEMPLATE
-    why = _name_problem(template, "guest_taps_template")
-    if why is None and not is_template(template):
-        why = ("guest_taps_template %r must be a template with one '%%d' (e.g. 'vmtap%%d'): it names every "
-               "NIC that has no name of its own" % (template,))
-    if why:
-        problems.append(why)
+    if direct_template is None:
+        direct_template = DEFAULT_DIRECT_TEMPLATE
+    for value, option, example in ((template, "guest_taps_template", "vmtap%d"),
+                                   (direct_template, "guest_taps_direct_template", "mvtap%d")):
+        why = _template_problem(value, option, example)
+        if why:
+            problems.append(why)
     seen_guests = {}
     seen_names = {}
     for index, guest in enumerate(guests):
-        problems.extend(_guest_problems(index, guest, seen_guests, seen_names, template))
+        problems.extend(_guest_problems(index, guest, seen_guests, seen_names, template, direct_template))
     return problems
 
 
-def _refuse_problems(guests, template):
-    problems = guest_tap_problems(guests, template)
+def _refuse_problems(guests, template, direct_template=DEFAULT_DIRECT_TEMPLATE):
+    problems = guest_tap_problems(guests, template, direct_template)
     if problems:
         raise AnsibleFilterError("guest_taps_guests has %d problem(s): %s" % (len(problems), "; ".join(problems)))
 
@@ -263,10 +323,29 @@ def _absent(guest):
     return (guest.get("state") or "present") == "absent"
 
 
-def guest_tap_devices(guests, template=DEFAULT_TEMPLATE, owner=None, group=None):
+def _direct_item(nic, name, lease, direct_template):
+    """The tap_device item of a type: direct NIC: a macvtap on ``link`` whose MAC is the guest's own."""
+    item = {
+        "name": nic.get("name") if nic.get("name") is not None else direct_template,
+        "lease": lease,
+        "state": "present",
+        "kind": MACVTAP,
+        "link": nic["link"],
+        "macvtap_mode": nic.get("mode") or DEFAULT_MACVLAN_MODE,
+    }
+    if nic.get("mac") is not None:
+        # A macvtap is the guest's end on the wire (libvirt does the same): no host-side MAC of its own.
+        item["mac_address"] = normalize_mac(nic["mac"])
+    return item
+
+
+def guest_tap_devices(guests, template=DEFAULT_TEMPLATE, owner=None, group=None,
+                      direct_template=DEFAULT_DIRECT_TEMPLATE):
     """The tap_device module's ``devices`` list for a guest list: one item per NIC of each
     present guest, in input order. Absent guests give none: see guest_tap_remove_prefixes."""
-    _refuse_problems(guests, template)
+    if direct_template is None:
+        direct_template = DEFAULT_DIRECT_TEMPLATE
+    _refuse_problems(guests, template, direct_template)
     if template is None:
         template = DEFAULT_TEMPLATE
     devices = []
@@ -276,6 +355,13 @@ def guest_tap_devices(guests, template=DEFAULT_TEMPLATE, owner=None, group=None)
         name = _guest_name(guest)
         nics = guest.get("nics") or []
         for index, nic in enumerate(nics):
+            if _nic_type(nic) == "direct":
+                item = _direct_item(nic, name, lease_for(name, _nic_id(nic, index)), direct_template)
+                if nic.get("mtu") is not None:
+                    item["mtu"] = _int_value(nic["mtu"])
+                _set_owner_group(item, nic, owner, group)
+                devices.append(item)
+                continue
             queues = _int_value(nic.get("queues", 1) if nic.get("queues") is not None else 1)
             vnet_hdr = True if nic.get("vnet_hdr") is None else _bool_value(nic["vnet_hdr"])
             item = {
@@ -293,24 +379,28 @@ def guest_tap_devices(guests, template=DEFAULT_TEMPLATE, owner=None, group=None)
                 item["bridge"] = nic["bridge"]
             if nic.get("mtu") is not None:
                 item["mtu"] = _int_value(nic["mtu"])
-            nic_owner = nic.get("owner") if nic.get("owner") is not None else owner
-            nic_group = nic.get("group") if nic.get("group") is not None else group
-            # The module's owner/group are strings (a name or a number); an int would be converted with a warning.
-            if nic_owner is not None and nic_owner != "":
-                item["owner"] = str(nic_owner)
-            if nic_group is not None and nic_group != "":
-                item["group"] = str(nic_group)
+            _set_owner_group(item, nic, owner, group)
             devices.append(item)
     return devices
 
 
-def guest_tap_remove_prefixes(guests, template=DEFAULT_TEMPLATE):
+def _set_owner_group(item, nic, owner, group):
+    nic_owner = nic.get("owner") if nic.get("owner") is not None else owner
+    nic_group = nic.get("group") if nic.get("group") is not None else group
+    # The module's owner/group are strings (a name or a number); an int would be converted with a warning.
+    if nic_owner is not None and nic_owner != "":
+        item["owner"] = str(nic_owner)
+    if nic_group is not None and nic_group != "":
+        item["group"] = str(nic_group)
+
+
+def guest_tap_remove_prefixes(guests, template=DEFAULT_TEMPLATE, direct_template=DEFAULT_DIRECT_TEMPLATE):
     """The tap_device module's ``remove_prefixes``: ``guest_taps:<guest>/`` of each absent guest.
 
     The module removes every lease under these prefixes, the NICs a guest still lists and
     those it no longer does alike, so the role never needs to read the registry itself.
     """
-    _refuse_problems(guests, template)
+    _refuse_problems(guests, template, direct_template)
     return [lease_for(_guest_name(guest), "") for guest in guests or [] if _absent(guest)]
 
 
@@ -343,6 +433,9 @@ def guest_tap_fact(result, guests):
                 raise AnsibleFilterError("the tap_device result has no device for lease %r (guest %r, NIC %r)"
                                          % (lease, name, nic_id))
             queues = _int_value(nic.get("queues")) if nic.get("queues") is not None else 1
+            if _nic_type(nic) == "direct":
+                nics.append(_direct_fact(nic_id, lease, nic, made))
+                continue
             nics.append({
                 "id": nic_id,
                 "device": made.get("name"),
@@ -356,6 +449,26 @@ def guest_tap_fact(result, guests):
             })
         fact[name] = nics
     return fact
+
+
+def _direct_fact(nic_id, lease, nic, made):
+    """A type: direct NIC's entry: the keys of a tap's, and what libvirt's <interface type='direct'>
+    and QEMU's -netdev tap,fd=N need (type, link, mode, char_device)."""
+    return {
+        "id": nic_id,
+        "device": made.get("name"),
+        "lease": lease,
+        "mac": normalize_mac(nic["mac"]) if nic.get("mac") is not None else None,
+        "host_mac": made.get("mac_address"),
+        "bridge": None,
+        "mtu": made.get("mtu"),
+        "queues": 1,
+        "multi_queue": False,
+        "type": "direct",
+        "link": made.get("link") or nic.get("link"),
+        "mode": made.get("macvtap_mode") or nic.get("mode") or DEFAULT_MACVLAN_MODE,
+        "char_device": made.get("char_device"),
+    }
 
 
 class FilterModule:

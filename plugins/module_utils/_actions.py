@@ -33,6 +33,7 @@ class Removal:
     lease: str | None
     template: str | None
     release_name: bool = True   # False when the name now belongs to another device
+    node: str | None = None     # a macvtap's device node to remove with it
 
 
 @dataclass
@@ -52,6 +53,11 @@ class Action:
     removal: Removal | None = None
     lease_changed: bool = False
     origin: str = "pruning"       # for an action without spec: which option asked for it, or "orphan"
+    lower: int | None = None      # macvtap/macvlan: ifindex of the lower device for a new device
+    node: str | None = None       # macvtap: the path of its device node
+    # What identifies the device a lease is bound to (ifindex, boot_id, netns_inode): the planner
+    # fills in what it knows, the applier the ifindex of a device it made; the ledger records it.
+    identity: dict = field(default_factory=dict)
 
     @property
     def changed(self) -> bool:

@@ -6,6 +6,10 @@ Actions run in input order. Each one changes the kernel first and then records i
 effect in the ledger with the same ledger code the planner used; the ledger is saved
 once at the end, also when an action fails, so what was done is never lost. Before
 devices are created an intent is saved, so a run killed half way is recognised.
+
+Consecutive deletions are one kernel batch (Links.delete_many): deleting devices one by one
+costs an RCU grace period each. What the batch really removed is read back, and only those
+deletions are recorded, whatever part of the batch failed.
 """
 
 from __future__ import annotations
@@ -14,14 +18,16 @@ import socket
 import traceback
 
 from ansible_collections.netdev.tuntap.plugins.module_utils._actions import Kind
-from ansible_collections.netdev.tuntap.plugins.module_utils._kernel import _tun
-from ansible_collections.netdev.tuntap.plugins.module_utils._kernel._links import LinkError, Links
+from ansible_collections.netdev.tuntap.plugins.module_utils._device import MACVLAN_KINDS, MACVTAP
+from ansible_collections.netdev.tuntap.plugins.module_utils._kernel import _chardev, _macv, _tun
+from ansible_collections.netdev.tuntap.plugins.module_utils._kernel._links import BulkDeleteError, LinkError, Links
 from ansible_collections.netdev.tuntap.plugins.module_utils._kernel._netns import NetnsError, entered
 from ansible_collections.netdev.tuntap.plugins.module_utils._marks import encode_mark
+from ansible_collections.netdev.tuntap.plugins.module_utils._nodes import wanted_node
 from ansible_collections.netdev.tuntap.plugins.module_utils._plan import PlanError, take_next_name
 
 # What a failing action may raise that says what went wrong in words a user can act on.
-EXPECTED_ERRORS = (LinkError, _tun.TunError, NetnsError, PlanError, OSError)
+EXPECTED_ERRORS = (LinkError, _tun.TunError, _macv.MacvError, _chardev.CharDevError, NetnsError, PlanError, OSError)
 
 
 class ApplyError(Exception):
@@ -41,6 +47,7 @@ class Applier:
         self.changed = False           # the kernel was changed (a device made, changed or deleted)
         self.replaced_for = None       # the action whose old device was removed before it failed
         self._links: dict = {}         # netns -> Links, each made (and used) inside its namespace
+        self.groups_in_use: dict = {}  # netns -> link groups of its devices (a bulk delete avoids them)
 
     def apply(self, actions: list) -> None:
         creating = [a for a in actions if a.kind is Kind.CREATE]
@@ -52,17 +59,21 @@ class Applier:
             self.save()
         failed = None
         try:
-            for action in actions:
-                if not action.changed:
-                    continue
+            for step in self._steps(actions):
                 try:
-                    self._execute(action)
+                    if isinstance(step, list):
+                        self._delete_batch(step)
+                    else:
+                        self._execute(step)
+                except BulkDeleteError as exc:
+                    failed = (exc.action, exc, None)
+                    break
                 except EXPECTED_ERRORS as exc:
-                    failed = (action, exc, None)
+                    failed = (step[0] if isinstance(step, list) else step, exc, None)
                     break
                 except Exception as exc:  # pylint: disable=broad-exception-caught
                     # Whatever went wrong, what the earlier items did must reach the registry.
-                    failed = (action, exc, traceback.format_exc())
+                    failed = (step[0] if isinstance(step, list) else step, exc, traceback.format_exc())
                     break
         finally:
             self._close()
@@ -76,6 +87,62 @@ class Applier:
             # The action's own error is the one to report; the registry is repaired by the next run.
         if failed:
             raise self._failure(*failed)
+
+    def _steps(self, actions: list):
+        """The actions to carry out, in order; a run of consecutive deletions comes as one list."""
+        batch = []
+        for action in actions:
+            if not action.changed:
+                if action.kind is Kind.RECONCILE and action.lease is not None:
+                    # Nothing to change, but the record may lack the device's identity (a file
+                    # from before it was recorded, or a device adopted): record what it is now.
+                    self.ledger.record(action, self.task.reuse_delay)
+                continue
+            if (action.kind is Kind.DELETE and action.replaces is None and action.removal is not None
+                    and action.removal.device is not None):
+                batch.append(action)
+                continue
+            if batch:
+                yield batch
+                batch = []
+            yield action
+        if batch:
+            yield batch
+
+    def _delete_batch(self, actions: list) -> None:
+        """Delete the devices of ``actions`` as one kernel batch per namespace; record those gone."""
+        by_netns: dict = {}
+        for action in actions:
+            by_netns.setdefault(action.removal.netns, []).append(action)
+        gone: set = set()
+        error = None
+        for netns, group in by_netns.items():
+            try:
+                with entered(netns):
+                    gone.update((netns, index) for index in self._links_in(netns).delete_many(
+                        [(a.removal.name, a.removal.device.index, a.removal.device.link_group) for a in group],
+                        self.groups_in_use.get(netns, ())))
+            except BulkDeleteError as exc:
+                gone.update((netns, index) for index in exc.gone)
+                error = error or exc
+            except EXPECTED_ERRORS as exc:
+                # This namespace's devices stay; what other namespaces removed is still recorded.
+                error = error or exc
+        hold = self.task.reuse_delay
+        left = []
+        for action in actions:
+            if (action.removal.netns, action.removal.device.index) in gone:
+                self._remove_node(action.removal)
+                self.ledger.record(action, hold)
+                self.changed = True
+            else:
+                left.append(action)
+        if left:
+            failure = BulkDeleteError("%s (%d of %d device(s) removed and released; the others keep their "
+                                      "leases)" % (error or "the devices are still present",
+                                                   len(actions) - len(left), len(actions)), set())
+            failure.action = left[0]
+            raise failure
 
     def _failure(self, action, exc, trace) -> ApplyError:
         detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
@@ -120,11 +187,54 @@ class Applier:
             self._create(action)
         elif action.kind is Kind.RECONCILE:
             self._reconcile(action)
-        elif action.kind is Kind.DELETE:
-            self._delete(action.removal)
+        elif action.kind in (Kind.DELETE, Kind.RELEASE):
+            self._delete(action.removal)  # RELEASE: the device is gone, a macvtap's node may be left
         self.ledger.record(action, hold)
 
     def _create(self, action) -> None:
+        if action.spec.kind in MACVLAN_KINDS:
+            self._create_macvlan(action)
+        else:
+            self._create_tun(action)
+        self.changed = True
+
+    def _create_macvlan(self, action) -> None:
+        """A macvtap/macvlan: made down, then marked, configured and (macvtap) given its node.
+
+        The kernel ignores an alias in the request that creates a link, so the mark follows at
+        once, while the device is still down; if anything after the create fails, the device
+        (and its node) is deleted again, so no unmarked or half-made device is left.
+        """
+        spec = action.spec
+        with entered(action.netns):
+            links = self._links_in(action.netns)
+            while True:
+                try:
+                    _macv.create(action.name, spec.kind, action.lower, spec.macvtap_mode, mtu=spec.mtu,
+                                 mac_address=spec.mac_address)
+                    break
+                except _macv.NameTaken:
+                    if not action.allocated:
+                        raise
+                    take_next_name(action)  # made outside this registry since the snapshot
+            index = action.identity["ifindex"] = socket.if_nametoindex(action.name)
+            try:
+                links.configure(action.name, index, alias=encode_mark(action.lease, action.template,
+                                                                      self.ledger.registry_id))
+                if spec.kind == MACVTAP:
+                    chardev = _chardev.read_numbers().get(index)
+                    if chardev is None:
+                        raise _chardev.CharDevError("macvtap %r has no character device in sysfs" % action.name)
+                    _chardev.make_node(action.node, wanted_node(chardev, spec.owner, spec.group, None))
+                if spec.up:
+                    links.configure(action.name, index, up=True)
+            except BaseException:
+                if action.node is not None:
+                    _remove_node_quietly(action.node)
+                links.delete(action.name, index)
+                raise
+
+    def _create_tun(self, action) -> None:
         spec = action.spec
         flags = _tun.tun_flags(spec.mode, spec.multi_queue, spec.vnet_hdr, spec.packet_info)
         owner, group = spec.owner, spec.group
@@ -135,7 +245,8 @@ class Applier:
 
             def configure(confirmed: str) -> None:
                 # Runs before TUNSETPERSIST: a device that survives always carries its mark.
-                links.configure(confirmed, socket.if_nametoindex(confirmed), mtu=spec.mtu,
+                index = action.identity["ifindex"] = socket.if_nametoindex(confirmed)
+                links.configure(confirmed, index, mtu=spec.mtu,
                                 mac_address=spec.mac_address, master=action.master, up=spec.up,
                                 alias=encode_mark(action.lease, action.template, self.ledger.registry_id))
 
@@ -148,7 +259,6 @@ class Applier:
                         raise
                     # Someone outside this registry made that name since the snapshot: take the next.
                     take_next_name(action)
-        self.changed = True
 
     def _reconcile(self, action) -> None:
         changes = action.changes
@@ -159,16 +269,40 @@ class Applier:
                 flags = _tun.tun_flags(tun.mode, tun.multi_queue, tun.vnet_hdr, tun.packet_info)
                 _tun.set_owner_group(device.name, flags, changes.get("owner"), changes.get("group"))
                 self.changed = True
-            if changes.keys() - {"owner", "group"}:
+            if "node" in changes:
+                self._set_node(action.node, device, changes["node"])
+                self.changed = True
+            if changes.keys() - {"owner", "group", "node"}:
                 self._links_in(action.netns).configure(
                     device.name, device.index, mtu=changes.get("mtu"), mac_address=changes.get("mac_address"),
                     master=changes.get("master"), up=changes.get("up"), alias=changes.get("alias"))
                 self.changed = True
 
+    @staticmethod
+    def _set_node(path: str, device, wanted) -> None:
+        found = device.macvlan.node
+        if found is not None and found.rdev == wanted.rdev:
+            _chardev.set_node(path, wanted)
+        else:
+            _chardev.make_node(path, wanted)
+
     def _delete(self, removal) -> None:
-        """Delete the device of ``removal`` in whatever namespace it lives (if there is one)."""
-        if removal.device is None:
-            return
-        with entered(removal.netns):
-            self._links_in(removal.netns).delete(removal.name, removal.device.index)
-        self.changed = True
+        """Delete the device of ``removal`` in whatever namespace it lives (if there is one), and its node."""
+        if removal.device is not None:
+            with entered(removal.netns):
+                self._links_in(removal.netns).delete(removal.name, removal.device.index)
+            self.changed = True
+        self._remove_node(removal)
+
+    def _remove_node(self, removal) -> None:
+        """A macvtap's node goes with its device (or its lease, when the device is already gone)."""
+        if removal.node is not None and _chardev.node_state(removal.node) is not None:
+            _chardev.remove_node(removal.node)
+            self.changed = True
+
+
+def _remove_node_quietly(path: str) -> None:
+    try:
+        _chardev.remove_node(path)
+    except _chardev.CharDevError:
+        pass  # the error being raised is the one to report

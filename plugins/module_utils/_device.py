@@ -14,6 +14,15 @@ from ansible_collections.netdev.tuntap.plugins.module_utils._marks import decode
 
 IFF_UP = 0x1
 
+# The kinds tap_device manages: tun/tap devices (made through /dev/net/tun), and macvtap and
+# macvlan devices (made over rtnetlink on a lower device).
+TUNTAP, MACVTAP, MACVLAN = "tuntap", "macvtap", "macvlan"
+KINDS = (TUNTAP, MACVTAP, MACVLAN)
+MACVLAN_KINDS = (MACVTAP, MACVLAN)
+# include/uapi/linux/if_link.h, enum macvlan_mode
+MACVLAN_MODES = {"bridge": 4, "vepa": 2, "private": 1, "passthru": 8, "source": 16}
+DEFAULT_MACVLAN_MODE = "vepa"   # the kernel's, iproute2's and libvirt's default
+
 
 @dataclass
 class TunInfo:
@@ -25,6 +34,14 @@ class TunInfo:
     owner: int | None    # None: unset
     group: int | None
     queues: int | None   # queues held by processes (enabled + disabled); multi_queue devices only
+
+
+@dataclass
+class MacvlanInfo:
+    mode: str | None                 # a key of MACVLAN_MODES (None: a mode this module does not know)
+    link: int | None                 # ifindex of the lower device
+    chardev: tuple | None = None     # macvtap only: (major, minor) of its /dev/tapN, read from sysfs
+    node: object | None = None       # macvtap only: the _nodes.NodeState of the node we hand out
 
 
 @dataclass
@@ -40,15 +57,33 @@ class LinkInfo:
     alias: str | None
     tun: TunInfo | None = None
     mark: dict | None = field(default=None)  # our lease/template marker, parsed from the alias
+    macvlan: MacvlanInfo | None = None       # for kind macvtap and macvlan
+    operstate: str | None = None   # RFC 2863 operational state: "up", "down", "lowerlayerdown", ...
+    link_group: int = 0            # the link group (0: the default group of every link)
+
+    @property
+    def managed_kind(self) -> str | None:
+        """The tap_device kind this device is (TUNTAP, MACVTAP, MACVLAN), or None for any other."""
+        if self.tun is not None:
+            return TUNTAP
+        if self.macvlan is not None and self.kind in MACVLAN_KINDS:
+            return self.kind
+        return None
 
     @property
     def in_use(self) -> bool:
-        """A process (QEMU, libvirt) holds the device."""
+        """The kernel's own signs that a process (QEMU, libvirt) holds a tun/tap device.
+
+        True is certain; False is not proof of the opposite for a single-queue device: its
+        carrier follows the attached file descriptor, but root can force it off while the fd
+        stays (`ip link set X carrier off`). Before a removal the holders are looked up in
+        /proc as well (_kernel._holders). A macvtap's holders are the processes that have its
+        character device open: that takes a scan of /proc (World.chardev_holders).
+        """
         if self.tun is None:
             return False
         if self.tun.multi_queue:
             return bool(self.tun.queues)
-        # A single-queue tap has carrier exactly while a file descriptor is attached.
         return self.carrier
 
 
@@ -68,11 +103,25 @@ def tun_info(attrs: dict) -> TunInfo:
     )
 
 
+def macvlan_mode_name(number: int | None) -> str | None:
+    for name, value in MACVLAN_MODES.items():
+        if value == number:
+            return name
+    return None
+
+
+# include/uapi/linux/if.h, IF_OPER_*
+OPERSTATES = ("unknown", "notpresent", "down", "lowerlayerdown", "testing", "dormant", "up")
+
+
 def link_info(raw: dict) -> LinkInfo:
     """A LinkInfo from one link of _rtnl.dump_links()."""
     tun = None
     if raw["kind"] == "tun" and raw["tun"] is not None:
         tun = tun_info(raw["tun"])
+    macvlan = None
+    if raw["kind"] in MACVLAN_KINDS and raw.get("macvlan") is not None:
+        macvlan = MacvlanInfo(mode=macvlan_mode_name(raw["macvlan"].get("mode")), link=raw.get("link") or None)
     return LinkInfo(
         name=raw["name"],
         index=raw["index"],
@@ -84,5 +133,14 @@ def link_info(raw: dict) -> LinkInfo:
         carrier=bool(raw["carrier"]),
         alias=raw["alias"],
         tun=tun,
+        macvlan=macvlan,
         mark=decode_mark(raw["alias"]),
+        operstate=_operstate(raw.get("operstate")),
+        link_group=raw.get("group") or 0,
     )
+
+
+def _operstate(value: int | None) -> str | None:
+    if value is None:
+        return None
+    return OPERSTATES[value] if value < len(OPERSTATES) else str(value)

@@ -18,11 +18,14 @@ import traceback
 
 from ansible_collections.netdev.tuntap.plugins.module_utils import _world
 from ansible_collections.netdev.tuntap.plugins.module_utils._apply import Applier, ApplyError
+from ansible_collections.netdev.tuntap.plugins.module_utils._device import MACVTAP
+from ansible_collections.netdev.tuntap.plugins.module_utils._kernel._chardev import CharDevError, sweep_nodes
 from ansible_collections.netdev.tuntap.plugins.module_utils._kernel._links import LinkError
 from ansible_collections.netdev.tuntap.plugins.module_utils._kernel._netns import (
     NetnsError, missing_netns_error, netns_exists, remember_host)
 from ansible_collections.netdev.tuntap.plugins.module_utils._kernel._tun import TunError
 from ansible_collections.netdev.tuntap.plugins.module_utils._plan import Planner, PlanError, lease_namespaces
+from ansible_collections.netdev.tuntap.plugins.module_utils._nodes import node_dir
 from ansible_collections.netdev.tuntap.plugins.module_utils._registry import Registry, RegistryError
 from ansible_collections.netdev.tuntap.plugins.module_utils._results import report
 from ansible_collections.netdev.tuntap.plugins.module_utils._spec import SpecError, parse_task
@@ -71,7 +74,7 @@ def run(params: dict, check_mode: bool = False, diff: bool = False) -> dict:
         return _run_task(task, check_mode, diff)
     except ApplyError as exc:
         raise TapError(str(exc), changed=exc.changed, detail=exc.detail)
-    except (SpecError, PlanError, RegistryError, NetnsError, LinkError, TunError) as exc:
+    except (SpecError, PlanError, RegistryError, NetnsError, LinkError, TunError, CharDevError) as exc:
         raise TapError(str(exc))
     except OSError as exc:
         # The registry's disk (full, read-only, I/O error) or a system call we did not expect to fail.
@@ -83,6 +86,32 @@ def run(params: dict, check_mode: bool = False, diff: bool = False) -> dict:
         # A defect, not a user error: still a failed task with a message, never a bare traceback.
         raise TapError("unexpected internal error (%s: %s); please report it with the task's arguments"
                        % (type(exc).__name__, exc), detail=traceback.format_exc())
+
+
+def _plan(task, ledger, world, orphans=()) -> tuple:
+    """(planner, actions) from a planner that has seen the holders of every device it deletes.
+
+    Holders are read from /proc only when a plan deletes something, and only for the devices
+    it deletes; when they can change the plan (a holder found, or a refusal the planner put
+    off until it knows the PIDs, or an error that an assumed deletion may have caused), it is
+    planned again (planning is pure and cheap). Each round looks up devices not looked up
+    before, so this ends.
+    """
+    while True:
+        planner = Planner(task, ledger, world, orphans=orphans)
+        try:
+            actions, error = planner.plan(), None
+        except PlanError as exc:
+            actions, error = None, exc
+        if not planner.unchecked:
+            break
+        _world.add_holders(world, planner.unchecked)
+        if (error is None and not planner.refusal_pending
+                and not any(world.holders_of(netns, name) for netns, name in planner.unchecked)):
+            break
+    if error is not None:
+        raise error
+    return planner, actions
 
 
 def _run_task(task, check_mode: bool, diff: bool) -> dict:
@@ -100,9 +129,8 @@ def _run_task(task, check_mode: bool, diff: bool) -> dict:
         recovery = ledger.recover(before, task.netns, registry.recovered, registry.path, hold=task.reuse_delay,
                                   elsewhere=lambda netns: world.devices(netns) if netns in world.links else None)
         warnings = registry.warnings + recovery.warnings
-        planner = Planner(task, ledger, world, orphans=recovery.orphans)
         try:
-            actions = planner.plan()
+            planner, actions = _plan(task, ledger, world, recovery.orphans)
         except PlanError as exc:
             if (registry.recovered or recovery.adopted) and not check_mode:
                 # The bad file is already moved aside, or devices were adopted: keep what was rebuilt.
@@ -115,6 +143,7 @@ def _run_task(task, check_mode: bool, diff: bool) -> dict:
         if check_mode:
             return report(task, actions, before, before, warnings, diff, predicted=True, adopted=recovery.adopted)
         applier = Applier(task, ledger, registry.save)
+        applier.groups_in_use = world.link_groups()
         try:
             applier.apply(actions)  # raises ApplyError, with what was changed, when an action fails
         except ApplyError as exc:
@@ -124,7 +153,22 @@ def _run_task(task, check_mode: bool, diff: bool) -> dict:
             raise
         try:
             after = _world.read_links(task.netns) if applier.changed else before
-        except (LinkError, NetnsError, OSError) as exc:
+        except (LinkError, NetnsError, CharDevError, OSError) as exc:
             raise ApplyError("the devices were changed and recorded, but reading them back failed: %s"
                              % exc, changed=True)
+        warnings += _sweep_stale_nodes(task.netns, after)
         return report(task, actions, before, after, warnings, diff, predicted=False, adopted=recovery.adopted)
+
+
+def _sweep_stale_nodes(netns, links: dict) -> list:
+    """Remove the target namespace's macvtap nodes whose device is gone or has other numbers."""
+    keep = {name: link.macvlan.chardev for name, link in links.items()
+            if link.kind == MACVTAP and link.macvlan is not None and link.macvlan.chardev is not None}
+    try:
+        removed = sweep_nodes(node_dir(netns), keep)
+    except CharDevError as exc:
+        return ["%s; the devices themselves were changed and recorded" % exc]
+    if not removed:
+        return []
+    return ["removed %d stale macvtap device node(s) in %s whose device was deleted outside this module: %s"
+            % (len(removed), node_dir(netns), ", ".join(removed))]

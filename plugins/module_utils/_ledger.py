@@ -19,6 +19,10 @@ from ansible_collections.netdev.tuntap.plugins.module_utils._names import (
     InvalidName, TemplateMatcher, validate_template)
 
 SCHEMA_VERSION = 1
+# What a lease records about its device besides the name: the ifindex, the boot it was made or
+# last seen in (/proc/sys/kernel/random/boot_id) and its namespace's inode. Files written before
+# these existed lack them: unknown, and then the device's mark alone decides.
+IDENTITY_FIELDS = ("ifindex", "boot_id", "netns_inode")
 # The largest number any template can hold in 15 bytes (a one-byte prefix leaves 14 digits);
 # a mark's number is read with this bound, whatever max_id the task has.
 ID_LIMIT = 2 ** 31 - 1
@@ -116,14 +120,24 @@ class Ledger:
 
     # -- changing ----------------------------------------------------------
     def bind(self, lease: str, name: str, template: str | None, number: int | None, netns: str | None,
-             mode: str, multi_queue: bool) -> None:
-        """Bind ``lease`` to a device; the binding keeps its age while the name stays the same."""
+             mode: str, multi_queue: bool, kind: str = "tuntap", identity: dict | None = None) -> None:
+        """Bind ``lease`` to a device; the binding keeps its age while the name stays the same.
+
+        ``kind`` is recorded for macvtap/macvlan only; a record without it is a tun/tap's.
+        ``identity`` (IDENTITY_FIELDS, each optional) says which device it is: removal deletes
+        a device only while it still matches. A field not known is left out of the record.
+        """
         self._holders = None
         previous = self.state["leases"].get(lease)
         since = previous.get("since") if previous and previous["name"] == name else None
-        self.state["leases"][lease] = {
+        record = {
             "name": name, "template": template, "id": number, "netns": netns, "mode": mode,
             "multi_queue": multi_queue, "since": self.clock() if since is None else since}
+        if kind != "tuntap":
+            record["kind"] = kind
+        record.update((key, value) for key, value in (identity or {}).items()
+                      if key in IDENTITY_FIELDS and value is not None)
+        self.state["leases"][lease] = record
 
     def unbind(self, lease: str) -> None:
         self._holders = None
@@ -195,7 +209,7 @@ class Ledger:
         if action.kind in (Kind.CREATE, Kind.RECONCILE) and action.lease is not None:
             spec = action.spec
             self.bind(action.lease, action.name, action.template, action.number, action.netns,
-                      spec.mode, spec.multi_queue)
+                      spec.mode, spec.multi_queue, spec.kind, identity=action.identity)
         if action.kind in (Kind.DELETE, Kind.RELEASE):
             self.forget(action.removal, hold)
 
@@ -246,12 +260,13 @@ class Ledger:
             self.clear_intent()
             result.warnings.append("registry %s records a run that was interrupted before it finished; its "
                                    "devices were checked and counters kept above the numbers it used" % path)
-        foreign = sorted(d.name for d in devices.values() if d.tun is not None and d.mark and self.foreign(d.mark))
+        foreign = sorted(d.name for d in devices.values()
+                         if d.managed_kind is not None and d.mark and self.foreign(d.mark))
         legacy_skipped = []
         # Newest first: of two devices marked for one unrecorded lease, the later one is current.
         for device in sorted(devices.values(), key=lambda d: -d.index):
             mark = device.mark
-            if mark is None or device.tun is None or self.foreign(mark):
+            if mark is None or device.managed_kind is None or self.foreign(mark):
                 continue
             if mark.get("registry") is None and foreign:
                 legacy_skipped.append(device.name)
@@ -299,7 +314,7 @@ class Ledger:
         if lease is None or devices is None:
             return
         device = devices.get(name)
-        if device is None or device.tun is None or not self._marked_for(device, lease):
+        if device is None or device.managed_kind is None or not self._marked_for(device, lease):
             return
         record = self.lease(lease)
         if record is not None and record.get("netns") == where and record["name"] == name:
@@ -344,7 +359,7 @@ class Ledger:
         """The device ``record`` names, if it exists and still carries ``lease``'s mark."""
         devices = look(record.get("netns"))
         device = devices.get(record["name"]) if devices is not None else None
-        if device is None or device.tun is None:
+        if device is None or device.managed_kind is None:
             return None
         return device if self._marked_for(device, lease) else None
 
@@ -371,4 +386,7 @@ class Ledger:
         """Bind ``lease`` to a device found carrying its mark."""
         if template is not None and number is not None:
             self.raise_counter(template, number)
-        self.bind(lease, device.name, template, number, netns, device.tun.mode, device.tun.multi_queue)
+        if device.tun is not None:
+            self.bind(lease, device.name, template, number, netns, device.tun.mode, device.tun.multi_queue)
+        else:
+            self.bind(lease, device.name, template, number, netns, "tap", False, device.managed_kind)

@@ -14,8 +14,10 @@ from __future__ import annotations
 from ansible_collections.netdev.tuntap.plugins.module_utils._actions import Action, Kind, Removal
 from ansible_collections.netdev.tuntap.plugins.module_utils._allocator import (
     RangeExhausted, TemplateAllocator, first_counter)
+from ansible_collections.netdev.tuntap.plugins.module_utils._device import MACVLAN_KINDS, MACVTAP, TUNTAP
 from ansible_collections.netdev.tuntap.plugins.module_utils._marks import encode_mark
 from ansible_collections.netdev.tuntap.plugins.module_utils._names import TemplateMatcher
+from ansible_collections.netdev.tuntap.plugins.module_utils._nodes import node_path, wanted_node
 
 
 class PlanError(Exception):
@@ -32,17 +34,39 @@ def lease_namespaces(task, ledger) -> set:
 
 
 def describe(device) -> str:
-    if device.tun is None:
-        return "a %s device" % (device.kind or "non-tun/tap")
     owner = device.mark["lease"] if device.mark and device.mark["lease"] else None
+    leased = " leased to %r" % owner if owner else ""
+    if device.tun is None:
+        return "a %s device%s" % (device.kind or "non-tun/tap", leased if device.managed_kind else "")
     what = "a %s%s device" % ("multi-queue " if device.tun.multi_queue else "", device.tun.mode)
-    return what + (" leased to %r" % owner if owner else "")
+    return what + leased
 
 
-def _in_use_detail(device) -> str:
-    if device.tun.multi_queue:
-        return "%d queue(s) attached" % device.tun.queues
-    return "a process has it open"
+def _in_use_detail(device, pids) -> str:
+    held = "held by PID %s" % ", ".join(map(str, pids)) if pids else None
+    if device.tun.multi_queue and device.tun.queues:
+        return "%d queue(s) attached%s" % (device.tun.queues, ", " + held if held else "")
+    return held or "a process has it open"
+
+
+def _identity_difference(record: dict, device, world, netns) -> str | None:
+    """Why ``device`` (found under the lease's name, carrying its mark) is not the recorded one.
+
+    A field the record lacks (written before it was recorded) is unknown and trusted.
+    """
+    boot = record.get("boot_id")
+    if boot is not None and world.boot_id is not None and boot != world.boot_id:
+        return "the lease was recorded in an earlier boot (%s), so its device did not survive; this one " \
+               "was made since" % boot
+    inode = record.get("netns_inode")
+    current = world.netns_inode(netns)
+    if inode is not None and current is not None and inode != current:
+        return "the lease was recorded in another instance of %s (namespace inode %d, now %d)" % (
+            _where(netns), inode, current)
+    index = record.get("ifindex")
+    if index is not None and index != device.index:
+        return "the lease recorded ifindex %d, this device has ifindex %d" % (index, device.index)
+    return None
 
 
 def _where(netns) -> str:
@@ -58,6 +82,10 @@ class Planner:
         self.gone: set = set()        # (netns, name) of devices an earlier item deletes
         self.allocators: dict = {}
         self.warnings: list = []
+        # Devices to delete whose holders were not looked up in the snapshot (world.holders):
+        # the engine looks them up and plans again when that can change the plan.
+        self.unchecked: list = []
+        self.refusal_pending = False  # a device in use by the kernel's signs, refused once its PIDs are known
 
     # -- the plan ----------------------------------------------------------
     def plan(self) -> list:
@@ -89,13 +117,14 @@ class Planner:
         for netns, device, why in self.orphans:
             if (netns, device.name) in self.gone:
                 continue
-            if device.in_use:
+            held = self._orphan_held(netns, device)
+            if held:
                 self.warnings.append("device %r in %s carries this registry's mark for a lease it cannot explain "
-                                     "(%s), but a process holds it (%s); it was left alone: stop that process, "
-                                     "or delete the device" % (device.name, _where(netns), why,
-                                                               _in_use_detail(device)))
+                                     "(%s), but it is in use (%s); it was left alone: stop that process, "
+                                     "or delete the device" % (device.name, _where(netns), why, held))
                 continue
-            removal = Removal(device.name, netns, device, None, device.mark["template"])
+            removal = Removal(device.name, netns, device, None, device.mark["template"],
+                              node=self._node_of(netns, device.name, device.managed_kind))
             action = Action(None, Kind.DELETE, device.name, netns=netns, device=device, removal=removal,
                             template=device.mark["template"], origin="orphan")
             self._record(action)
@@ -105,6 +134,17 @@ class Planner:
             self.warnings.append("deleted %d device(s) left by an interrupted run that carried this registry's mark "
                                  "for a lease it cannot explain: %s" % (len(deleted), "; ".join(deleted)))
         return actions
+
+    def _orphan_held(self, netns, device) -> str | None:
+        """How a process holds an orphan, in words; None when nothing does (as far as is known yet)."""
+        if device.tun is None:
+            opened = self.world.chardev_holders(device)
+            return "%d open descriptor(s) of its character device" % opened if opened else None
+        pids = self.world.holders_of(netns, device.name)
+        if pids is None:
+            self.unchecked.append((netns, device.name))   # looked up, then planned again
+            return _in_use_detail(device, ()) if device.in_use else None
+        return _in_use_detail(device, pids) if device.in_use or pids else None
 
     def _record(self, action: Action) -> None:
         for removal in (action.replaces, action.removal):
@@ -126,9 +166,12 @@ class Planner:
         device = self._device(self.task.netns, record["name"])
         if device is None:  # gone (e.g. a reboot): make it again under the same name
             return self._new(spec, name=record["name"], number=record.get("id"))
-        if (device.tun is not None and device.tun.mode == spec.mode
-                and device.tun.multi_queue == spec.multi_queue and self._ours(device, spec.lease)):
+        if self._ours(device, spec.lease) and self._kind_difference(spec, device) is None:
             return self._reconcile(spec, device, record.get("template"), record.get("id"))
+        if self._ours(device, spec.lease) and device.managed_kind == spec.kind:
+            # Our own macvtap/macvlan on another lower device or in another mode: the kernel cannot
+            # move it, so it is replaced, as a change of mode replaces a tap.
+            return self._new(spec, replaces=self._removal_of(spec.label(), spec.lease, record, spec.force))
         if spec.template is None:
             raise PlanError("%s: the name %r is now held by %s; remove that device or use another name"
                             % (spec.label(), device.name, describe(device)))
@@ -171,13 +214,15 @@ class Planner:
         device = self._device(self.task.netns, spec.name)
         if device is None:
             return Action(spec, Kind.ABSENT, spec.name, netns=self.task.netns)
-        if device.tun is None:
-            raise PlanError("%s: %r is %s, not a tun/tap device; refusing to delete it"
-                            % (spec.label(), spec.name, describe(device)))
+        if device.managed_kind != spec.kind:
+            raise PlanError("%s: %r is %s, not a %s device; refusing to delete it%s"
+                            % (spec.label(), spec.name, describe(device), _kind_words(spec.kind),
+                               "; give kind: %s to remove it" % device.managed_kind if device.managed_kind else ""))
         self._refuse_foreign(spec, device)
-        self._check_not_in_use(spec.label(), device, spec.force)
+        self._check_not_in_use(spec.label(), device, spec.force, self.task.netns)
         template = device.mark["template"] if device.mark else None
-        removal = Removal(spec.name, self.task.netns, device, None, template)
+        removal = Removal(spec.name, self.task.netns, device, None, template,
+                          node=self._node_of(self.task.netns, device.name, device.managed_kind))
         return Action(spec, Kind.DELETE, spec.name, netns=self.task.netns, device=device, removal=removal)
 
     def _plan_release(self, spec, label: str, lease: str, record: dict, force: bool) -> Action:
@@ -187,24 +232,59 @@ class Planner:
                       template=record.get("template"), lease=lease, device=removal.device, removal=removal)
 
     # -- building blocks ---------------------------------------------------
+    def _identity(self, device) -> dict:
+        """What the ledger records about the device a lease is bound to (ifindex: once made)."""
+        return {"ifindex": device.index if device is not None else None, "boot_id": self.world.boot_id,
+                "netns_inode": self.world.netns_inode(self.task.netns)}
+
     def _removal_of(self, label: str, lease: str, record: dict, force: bool) -> Removal:
         """The leased device, wherever it lives, ready to be deleted (in-use rule checked)."""
         netns = record.get("netns")
         # A namespace that is gone took its devices with it.
         device = self._device(netns, record["name"]) if self.world.exists(netns) else None
-        if device is not None and (device.tun is None or not self._ours(device, lease)):
+        if device is not None and (device.managed_kind is None or not self._ours(device, lease)):
             self.warnings.append("lease %r: %r is now %s, not the leased device; it was left alone"
                                  % (lease, record["name"], describe(device)))
             device = None
         if device is not None:
-            self._check_not_in_use(label, device, force)
-        return Removal(record["name"], netns, device, lease, record.get("template"))
+            difference = _identity_difference(record, device, self.world, netns)
+            if difference is not None:
+                self.warnings.append("lease %r: %r in %s carries the lease's mark but is not the recorded "
+                                     "device (%s); it was left alone and the lease released"
+                                     % (lease, record["name"], _where(netns), difference))
+                device = None
+        if device is not None:
+            self._check_not_in_use(label, device, force, netns)
+        # The node goes with the lease even when the device is already gone (a namespace deleted).
+        node = self._node_of(netns, record["name"], record.get("kind", TUNTAP))
+        return Removal(record["name"], netns, device, lease, record.get("template"),
+                       node=node if device is not None or record.get("kind") == MACVTAP else None)
 
     @staticmethod
-    def _check_not_in_use(label: str, device, force: bool) -> None:
-        if device.in_use and not force:
+    def _node_of(netns, name: str, kind) -> str | None:
+        return node_path(netns, name) if kind == MACVTAP else None
+
+    def _check_not_in_use(self, label: str, device, force: bool, netns) -> None:
+        if force:
+            return
+        if device.tun is None:
+            # A macvtap is held through its character device: the processes that have it open.
+            opened = self.world.chardev_holders(device)
+            if opened:
+                raise PlanError("%s: device %r is in use (%d open descriptor(s) of its character device); stop "
+                                "the process holding it, or set force: true to delete it anyway"
+                                % (label, device.name, opened))
+            return
+        pids = self.world.holders_of(netns, device.name)
+        if pids is None:
+            # Not looked up yet. Carrier off proves nothing (root can force it off under a running
+            # guest); carrier on does, but the refusal waits for the PIDs it can name.
+            self.unchecked.append((netns, device.name))
+            self.refusal_pending = self.refusal_pending or device.in_use
+            return
+        if device.in_use or pids:
             raise PlanError("%s: device %r is in use (%s); stop the process holding it, or set force: true "
-                            "to delete it anyway" % (label, device.name, _in_use_detail(device)))
+                            "to delete it anyway" % (label, device.name, _in_use_detail(device, pids)))
 
     def _ours(self, device, lease) -> bool:
         # Only a device marked with this lease by this registry (or by one from before registries had
@@ -212,7 +292,7 @@ class Planner:
         return device.mark is not None and device.mark["lease"] == lease and not self.ledger.foreign(device.mark)
 
     def _refuse_foreign(self, spec, device) -> None:
-        if device.tun is not None and self.ledger.foreign(device.mark):
+        if device.managed_kind is not None and self.ledger.foreign(device.mark):
             raise PlanError("%s: device %r carries the mark of another registry (lease %r); this registry never "
                             "changes or deletes another registry's devices: manage it with the registry that "
                             "made it, or use another name" % (spec.label(), device.name, device.mark["lease"]))
@@ -220,16 +300,24 @@ class Planner:
     def _compatible(self, spec, record: dict) -> bool:
         if record.get("netns") != self.task.netns or record.get("mode") != spec.mode:
             return False
+        if record.get("kind", TUNTAP) != spec.kind:
+            return False
         if bool(record.get("multi_queue")) != spec.multi_queue:
             return False
         if spec.template is not None:
             return record.get("template") == spec.template
         return record.get("template") is None and record["name"] == spec.name
 
-    @staticmethod
-    def _kind_difference(spec, device) -> str | None:
-        if device.tun is None:
-            return "is %s, not a tun/tap device" % describe(device)
+    def _kind_difference(self, spec, device) -> str | None:
+        if device.managed_kind != spec.kind:
+            return "is %s, not a %s device" % (describe(device), _kind_words(spec.kind))
+        if spec.kind in MACVLAN_KINDS:
+            lower = self.world.names_by_index(self.task.netns).get(device.macvlan.link)
+            if lower != spec.link:
+                return "sits on lower device %r, but link %r was requested" % (lower, spec.link)
+            if device.macvlan.mode != spec.macvtap_mode:
+                return "is in macvtap_mode %r, but %r was requested" % (device.macvlan.mode, spec.macvtap_mode)
+            return None
         if device.tun.mode != spec.mode:
             return "is a %s device, but mode %r was requested" % (device.tun.mode, spec.mode)
         if device.tun.multi_queue != spec.multi_queue:
@@ -250,6 +338,24 @@ class Planner:
             raise PlanError("%s: bridge %r is a %s device, not a Linux bridge"
                             % (spec.label(), spec.bridge, bridge.kind or "non-bridge"))
         return bridge.index
+
+    def _lower_index(self, spec) -> int | None:
+        """The ifindex of a macvtap/macvlan's lower device: it must exist here and be a real one."""
+        if spec.kind not in MACVLAN_KINDS:
+            return None
+        lower = self._device(self.task.netns, spec.link)
+        if lower is None:
+            raise PlanError("%s: link %r does not exist in %s; give the lower device (such as the host's NIC) "
+                            "the %s sends through" % (spec.label(), spec.link, _where(self.task.netns), spec.kind))
+        if lower.kind in MACVLAN_KINDS:
+            raise PlanError("%s: link %r is itself a %s device; a %s needs a real lower device (a NIC, bond, "
+                            "veth or VLAN device), not another macvtap/macvlan"
+                            % (spec.label(), spec.link, lower.kind, spec.kind))
+        if lower.kind == "tun" or lower.name == "lo":
+            raise PlanError("%s: link %r is %s, which cannot carry a %s; give an Ethernet device such as "
+                            "a NIC, bond, veth or VLAN device"
+                            % (spec.label(), spec.link, describe(lower), spec.kind))
+        return lower.index
 
     def _allocator(self, template: str) -> TemplateAllocator:
         allocator = self.allocators.get(template)
@@ -289,9 +395,11 @@ class Planner:
             name = allocator.render(number)
         elif name is None:
             name = spec.name
+        lower = self._lower_index(spec)
         return Action(spec, Kind.CREATE, name, netns=self.task.netns, number=number, template=spec.template,
                       lease=spec.lease, master=self._bridge_index(spec), allocator=allocator, replaces=replaces,
-                      lease_changed=spec.lease is not None)
+                      lease_changed=spec.lease is not None, lower=lower,
+                      node=self._node_of(self.task.netns, name, spec.kind), identity=self._identity(None))
 
     def _reconcile(self, spec, device, template: str | None, number: int | None) -> Action:
         changes = {}
@@ -304,15 +412,10 @@ class Planner:
             changes["master"] = master
         if device.up != spec.up:
             changes["up"] = spec.up
-        if spec.owner is not None and device.tun.owner != spec.owner:
-            changes["owner"] = spec.owner
-        if spec.group is not None and device.tun.group != spec.group:
-            changes["group"] = spec.group
-        if ("owner" in changes or "group" in changes) and device.in_use and not device.tun.multi_queue:
-            raise PlanError("%s: owner/group of %r cannot be changed while a process holds it: the kernel "
-                            "allows that only while no process has a single-queue tap open. Stop the guest, "
-                            "or leave owner and group as they are (%s/%s)"
-                            % (spec.label(), device.name, device.tun.owner, device.tun.group))
+        if device.tun is not None:
+            self._reconcile_tun(spec, device, changes)
+        elif spec.kind == MACVTAP:
+            self._reconcile_node(device, spec, changes)
         if spec.lease is not None or template is not None:
             mark = encode_mark(spec.lease, template, self.ledger.registry_id)
             if device.alias != mark:
@@ -322,7 +425,40 @@ class Planner:
             record = self.ledger.lease(spec.lease)
             lease_changed = record is None or record["name"] != device.name
         return Action(spec, Kind.RECONCILE, device.name, netns=self.task.netns, number=number, template=template,
-                      lease=spec.lease, device=device, changes=changes, lease_changed=lease_changed)
+                      lease=spec.lease, device=device, changes=changes, lease_changed=lease_changed,
+                      node=self._node_of(self.task.netns, device.name, spec.kind),
+                      identity=self._identity(device))
+
+    def _reconcile_node(self, device, spec, changes: dict) -> None:
+        """A macvtap's node: made again when missing or not this device's, owner/group as asked."""
+        info = device.macvlan
+        if info.chardev is None:
+            raise PlanError("%s: the character device of macvtap %r is not in sysfs; it cannot be handed out"
+                            % (spec.label(), device.name))
+        wanted = wanted_node(info.chardev, spec.owner, spec.group, info.node if _sound(info) else None)
+        if info.node != wanted:
+            changes["node"] = wanted
+
+    @staticmethod
+    def _reconcile_tun(spec, device, changes: dict) -> None:
+        if spec.owner is not None and device.tun.owner != spec.owner:
+            changes["owner"] = spec.owner
+        if spec.group is not None and device.tun.group != spec.group:
+            changes["group"] = spec.group
+        if ("owner" in changes or "group" in changes) and device.in_use and not device.tun.multi_queue:
+            raise PlanError("%s: owner/group of %r cannot be changed while a process holds it: the kernel "
+                            "allows that only while no process has a single-queue tap open. Stop the guest, "
+                            "or leave owner and group as they are (%s/%s)"
+                            % (spec.label(), device.name, device.tun.owner, device.tun.group))
+
+
+def _sound(info) -> bool:
+    """The macvtap's node exists and is this device's (a node with other numbers is made again)."""
+    return info.node is not None and info.node.rdev == tuple(info.chardev)
+
+
+def _kind_words(kind: str) -> str:
+    return "tun/tap" if kind == TUNTAP else kind
 
 
 def take_next_name(action: Action) -> None:
@@ -339,3 +475,5 @@ def take_next_name(action: Action) -> None:
         raise PlanError("no free name left for template %r: the last free one, %r, was taken by a device "
                         "made outside this registry meanwhile" % (action.template, action.name))
     action.name = allocator.render(action.number)
+    if action.node is not None:
+        action.node = node_path(action.netns, action.name)

@@ -76,7 +76,9 @@ def _check_lease(key, lease) -> None:
     _require(all(_optional(lease.get(field), str) for field in ("template", "mode"))
              and lease.get("mode") in (None, "tap", "tun") and _netns_field(lease.get("netns"))
              and _id_field(lease.get("id")) and _optional(lease.get("multi_queue"), bool)
-             and (lease.get("since") is None or _is_number(lease.get("since"))),
+             and (lease.get("since") is None or _is_number(lease.get("since")))
+             and _optional(lease.get("ifindex"), int) and _optional(lease.get("boot_id"), str)
+             and _optional(lease.get("netns_inode"), int),
              "lease %r has a field of the wrong type" % key)
 
 

@@ -9,6 +9,8 @@ after the run; nothing here decides or changes anything.
 from __future__ import annotations
 
 from ansible_collections.netdev.tuntap.plugins.module_utils._actions import Kind
+from ansible_collections.netdev.tuntap.plugins.module_utils._device import MACVLAN_KINDS, MACVTAP
+from ansible_collections.netdev.tuntap.plugins.module_utils._nodes import node_path
 
 
 def tun_flag_names(mode: str, multi_queue: bool, vnet_hdr: bool, packet_info: bool, persist: bool) -> list:
@@ -31,13 +33,44 @@ def _empty(action, netns) -> dict:
         "ifindex": None, "mac_address": None, "mtu": None, "owner": None, "group": None, "flags": [],
         "bridge": None, "netns": netns, "mode": spec.mode if spec is not None else None,
         "multi_queue": None, "vnet_hdr": None, "packet_info": None, "up": None, "in_use": False,
+        "kind": _kind_of(action), "link": None, "macvtap_mode": None, "char_device": None,
     }
+
+
+def _kind_of(action) -> str | None:
+    """The kind the item is about: the device's, for a removal (the task's kind is for creating)."""
+    if action.kind.removes:
+        return action.device.managed_kind if action.device is not None else None
+    return action.spec.kind
+
+
+def _macvlan_result(result: dict, action, device, by_index: dict) -> None:
+    """The result entry of an existing macvtap/macvlan."""
+    info = device.macvlan
+    node = info.node if device.kind == MACVTAP else None
+    result.update(
+        name=device.name, ifindex=device.index, mac_address=device.mac_address, mtu=device.mtu,
+        owner=node.owner if node else None, group=node.group if node else None, bridge=None, mode="tap",
+        multi_queue=False, vnet_hdr=None, packet_info=None, up=device.up, flags=[],
+        # Who holds a macvtap takes a scan of every process; done only when removing one.
+        in_use=None if device.kind == MACVTAP else False,
+        kind=device.kind, link=by_index.get(info.link), macvtap_mode=info.mode,
+        char_device=action.node if node is not None and node.rdev == info.chardev else None)
 
 
 def device_result(action, device, by_index: dict, netns, predicted: bool) -> dict:
     """The result entry for one item; ``device`` is the link after the run (None if gone)."""
     result = _empty(action, netns)
     if action.kind.removes:
+        return result
+    if (device is not None and device.managed_kind in MACVLAN_KINDS
+            and not (predicted and action.kind is Kind.CREATE)):
+        _macvlan_result(result, action, device, by_index)
+        if predicted and action.changes:
+            _apply_predicted_changes(result, action.changes, by_index)
+            if "node" in action.changes:
+                result.update(owner=action.changes["node"].owner, group=action.changes["node"].group,
+                              char_device=action.node)
         return result
     if device is not None and device.tun is not None and not (predicted and action.kind is Kind.CREATE):
         tun = device.tun
@@ -53,6 +86,14 @@ def device_result(action, device, by_index: dict, netns, predicted: bool) -> dic
     # A device check mode would create: report what the request and defaults would give.
     spec = action.spec
     owner = spec.owner if spec.owner is not None or spec.group is not None else 0
+    if spec.kind in MACVLAN_KINDS:
+        macvtap = spec.kind == MACVTAP
+        result.update(
+            mac_address=spec.mac_address, mtu=spec.mtu, owner=owner if macvtap else None,
+            group=(spec.group or 0) if macvtap else None, mode="tap", multi_queue=False, up=spec.up,
+            in_use=None if macvtap else False, link=spec.link, macvtap_mode=spec.macvtap_mode,
+            char_device=action.node)
+        return result
     master = action.master
     result.update(
         mac_address=spec.mac_address, mtu=spec.mtu, owner=owner, group=spec.group,
@@ -72,13 +113,28 @@ def _apply_predicted_changes(result: dict, changes: dict, by_index: dict) -> Non
 
 SETTINGS = ("name", "lease", "netns", "mode", "multi_queue", "mtu", "mac_address", "bridge", "up",
             "owner", "group")
+# A macvtap/macvlan's diff says what it is and where it sends (its node's owner for a macvtap).
+MACVLAN_SETTINGS = ("name", "lease", "netns", "kind", "link", "macvtap_mode", "mtu", "mac_address", "up",
+                    "owner", "group", "char_device")
+
+
+def _macvlan_before(device, netns, by_index: dict) -> dict:
+    node = device.macvlan.node if device.kind == MACVTAP else None
+    return {"name": device.name, "lease": device.mark["lease"] if device.mark else None, "netns": netns,
+            "kind": device.kind, "link": by_index.get(device.macvlan.link), "macvtap_mode": device.macvlan.mode,
+            "mtu": device.mtu, "mac_address": device.mac_address, "up": device.up,
+            "owner": node.owner if node else None, "group": node.group if node else None,
+            "char_device": node_path(netns, device.name) if node and node.rdev == device.macvlan.chardev else None}
 
 
 def settings_diff(action, before_device, before_by_index: dict, after: dict) -> dict:
     """Ansible diff of one device's settings: before the run and after (or as predicted)."""
     label = action.name or action.lease or "device"
+    macvlan = action.spec is not None and action.spec.kind in MACVLAN_KINDS
     if before_device is None or action.replaces is not None:
         before = {}
+    elif before_device.tun is None:
+        before = _macvlan_before(before_device, after["netns"], before_by_index)
     else:
         tun = before_device.tun
         # The lease the device carries now (its mark), not the one the task asks for.
@@ -91,7 +147,7 @@ def settings_diff(action, before_device, before_by_index: dict, after: dict) -> 
     if action.kind.removes:
         after_state = {}
     else:
-        after_state = {key: after.get(key) for key in SETTINGS}
+        after_state = {key: after.get(key) for key in (MACVLAN_SETTINGS if macvlan else SETTINGS)}
     return {"before": before, "after": after_state,
             "before_header": "%s (before)" % label, "after_header": "%s (after)" % label}
 

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.module_utils.errors import UnsupportedError
 
+from ansible_collections.netdev.tuntap.plugins.module_utils._device import (
+    DEFAULT_MACVLAN_MODE, KINDS, MACVLAN, MACVLAN_KINDS, MACVLAN_MODES, TUNTAP)
 from ansible_collections.netdev.tuntap.plugins.module_utils._marks import MAX_MARK_BYTES, mark_bytes
 from ansible_collections.netdev.tuntap.plugins.module_utils._names import (
     InvalidName, is_template, validate_name, validate_template)
@@ -36,6 +38,9 @@ DEVICE_OPTIONS = dict(
     lease=dict(type="str"),
     state=dict(type="str", default="present", choices=["present", "absent"]),
     mode=dict(type="str", default="tap", choices=["tap", "tun"]),
+    kind=dict(type="str", default=TUNTAP, choices=list(KINDS)),
+    link=dict(type="str"),
+    macvtap_mode=dict(type="str", choices=list(MACVLAN_MODES)),
     owner=dict(type="str"),
     group=dict(type="str"),
     multi_queue=dict(type="bool", default=False),
@@ -91,6 +96,9 @@ class DeviceSpec:
     bridge: str | None         # "" detaches from any bridge
     up: bool
     force: bool
+    kind: str = TUNTAP
+    link: str | None = None          # the lower device of a macvtap/macvlan
+    macvtap_mode: str | None = None  # its macvlan mode (set for those kinds, None for tuntap)
 
     def label(self) -> str:
         """How messages refer to this device request."""
@@ -228,6 +236,8 @@ def parse_device(raw: dict, where: str, max_id: int) -> DeviceSpec:
                         "%d bytes, and with this template it would take %d; use a shorter lease"
                         % (where, lease, MAX_MARK_BYTES, mark_bytes(lease, template)))
     mac, bridge = values["mac_address"], values["bridge"]
+    kind = values["kind"]
+    _check_kind_options(values, kind, where)
     if mode == "tun" and mac is not None:
         raise SpecError("%smac_address is not allowed with mode 'tun': a tun device has no link-layer "
                         "address" % where)
@@ -248,7 +258,47 @@ def parse_device(raw: dict, where: str, max_id: int) -> DeviceSpec:
         mtu=None if mtu is None else _in_range(mtu, where + "mtu", *MTU_RANGE),
         mac_address=None if mac is None else _mac(mac, where + "mac_address"),
         bridge=bridge, up=values["up"], force=values["force"],
+        kind=kind, link=values["link"],
+        macvtap_mode=(values["macvtap_mode"] or DEFAULT_MACVLAN_MODE) if kind in MACVLAN_KINDS else None,
     )
+
+
+# The options that mean nothing for a macvtap or macvlan, and why (given as true or non-null).
+_TUNTAP_ONLY = (
+    ("multi_queue", "a macvtap has as many queues as times its character device is opened"),
+    ("vnet_hdr", "the process that opens a macvtap's character device sets it"),
+    ("packet_info", "the process that opens a macvtap's character device sets it"),
+    ("bridge", "it sends its frames out through its lower device (link), not through a Linux bridge"),
+)
+
+
+def _check_kind_options(values: dict, kind: str, where: str) -> None:
+    """Refuse options that do not apply to ``kind``, naming the option and the kind."""
+    if kind == TUNTAP:
+        for option in ("link", "macvtap_mode"):
+            if values[option] is not None:
+                raise SpecError("%s%s is not allowed with kind 'tuntap': it applies to kind 'macvtap' and "
+                                "'macvlan' only" % (where, option))
+        return
+    if values["mode"] != "tap":
+        raise SpecError("%smode %r is not allowed with kind %r: a %s device is always an Ethernet (tap-like) "
+                        "device; leave mode out" % (where, values["mode"], kind, kind))
+    for option, why in _TUNTAP_ONLY:
+        if values[option]:
+            raise SpecError("%s%s is not allowed with kind %r: %s" % (where, option, kind, why))
+    if kind == MACVLAN:
+        for option in ("owner", "group"):
+            if values[option] is not None:
+                raise SpecError("%s%s is not allowed with kind 'macvlan': a macvlan has no character device "
+                                "for a process to open; use kind 'macvtap' for a guest's NIC" % (where, option))
+    if values["state"] == "present" and values["link"] is None and values["name"] is not None:
+        raise SpecError("%slink is required with kind %r: name the lower device (for example the host's "
+                        "physical NIC) the %s sends through" % (where, kind, kind))
+    if values["link"] is not None:
+        try:
+            validate_name(values["link"], where + "link")
+        except InvalidName as exc:
+            raise SpecError(str(exc))
 
 
 def _check_duplicates(devices: list) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: tap_device
-short_description: Create and manage TAP/TUN devices with names that are never reused too soon
+short_description: Create and manage TAP/TUN and macvtap/macvlan devices with names never reused too soon
 version_added: 0.1.0
 description:
   - Creates, reconfigures and removes Linux TAP and TUN devices for virtual machines, in the host's
@@ -31,7 +31,7 @@ description:
 author:
   - netdev.tuntap contributors (@netdev-tuntap)
 requirements:
-  - Linux with the C(tun) driver (C(/dev/net/tun)).
+  - Linux with the C(tun) driver (C(/dev/net/tun)); the C(macvtap) or C(macvlan) driver for those kinds.
   - Root, or CAP_NET_ADMIN (use C(become=true)).
   - Python 3.9 or newer and pyroute2 >= 0.7.2 on the target.
 attributes:
@@ -86,9 +86,45 @@ options:
     type: str
     choices: [tap, tun]
     default: tap
+  kind:
+    description:
+      - V(tuntap) makes a tun/tap device (through C(/dev/net/tun)). V(macvtap) and V(macvlan) make a device
+        on the lower device O(link) over rtnetlink, as libvirt's C(<interface type='direct'>) uses, with
+        the same templates, counters, leases, O(reuse_delay) and marks as tun/tap devices.
+      - A V(macvtap) gets a private character device node that QEMU opens (C(-netdev tap,fd=N)), at
+        C(/run/netdev_tuntap/host/NAME) or C(/run/netdev_tuntap/netns/NETNS/NAME), made from the
+        device's own major:minor (read from its sysfs entry inside its namespace), owned by O(owner) and
+        O(group) (root when neither is given), mode 0600 (0660 with O(group)). It is reported as
+        RV(char_device) and removed with the device. C(/dev/tapN) from devtmpfs is not used, because
+        C(/dev) is global while interface indexes are per namespace.
+      - Options that do not apply to a kind are refused, naming the option and the kind - for
+        V(macvtap) and V(macvlan) - O(mode=tun), O(multi_queue), O(vnet_hdr), O(packet_info), O(bridge); for
+        V(macvlan) also O(owner) and O(group); for V(tuntap) - O(link) and O(macvtap_mode).
+      - A change of kind, like a change of O(mode), replaces a leased device with a newly allocated one.
+    type: str
+    choices: [tuntap, macvtap, macvlan]
+    default: tuntap
+  link:
+    description:
+      - The lower device of a O(kind=macvtap) or O(kind=macvlan) device (for example the host's NIC), in the
+        same namespace. Required with those kinds and O(state=present).
+      - It must exist and must not itself be a macvtap or macvlan device, else the task fails naming it and
+        nothing is made.
+      - A leased device on another lower device is replaced (the kernel cannot move it); a device named
+        literally is refused.
+    type: str
+  macvtap_mode:
+    description:
+      - The mode of a O(kind=macvtap) or O(kind=macvlan) device (C(IFLA_MACVLAN_MODE)), as libvirt's
+        C(<source mode=...>). Default V(vepa), as the kernel's, iproute2's and libvirt's.
+      - A leased device in another mode is replaced; a device named literally is refused.
+      - V(source) is accepted, but its list of source MAC addresses is not managed.
+    type: str
+    choices: [bridge, vepa, private, passthru, source]
   owner:
     description:
-      - User name or numeric uid allowed to attach to the device (C(TUNSETOWNER)).
+      - User name or numeric uid allowed to attach to the device (C(TUNSETOWNER)); for O(kind=macvtap) the
+        owner of its device node.
       - Left alone when not given (the kernel cannot unset it). Changing it needs the device not to be
         held by a process, for a single-queue device.
     type: str
@@ -130,7 +166,11 @@ options:
   force:
     description:
       - With O(state=absent), or when a lease's device is replaced, delete the device even while a process
-        (such as QEMU) holds it. Without it, a device in use is never deleted and the task fails naming it.
+        (such as QEMU) holds it. Without it, a device in use is never deleted and the task fails naming it and
+        the PIDs holding it.
+      - A device is in use when a process has it attached, as found in C(/proc) (the C(iff:) line of each tun
+        file descriptor's C(fdinfo), for processes in the device's namespace), or when the kernel shows
+        carrier or attached queues. Carrier alone is not trusted, since root can force it off under a running guest.
     type: bool
     default: false
   netns:
@@ -199,6 +239,18 @@ options:
         type: str
         choices: [tap, tun]
         default: tap
+      kind:
+        description: As O(kind).
+        type: str
+        choices: [tuntap, macvtap, macvlan]
+        default: tuntap
+      link:
+        description: As O(link).
+        type: str
+      macvtap_mode:
+        description: As O(macvtap_mode).
+        type: str
+        choices: [bridge, vepa, private, passthru, source]
       owner:
         description: As O(owner).
         type: str
@@ -251,6 +303,12 @@ notes:
   - The registry lock is held from allocation until the registry records the result, so concurrent runs
     on one host never get the same name.
   - Devices of other tools in the namespace are never changed, unless named literally.
+  - Each lease records its device's ifindex, boot id and namespace inode. Removal and pruning delete a device
+    only while it is still the recorded one; a device that merely carries the old name and mark is left alone,
+    the lease released, with a warning. Records from before these fields existed trust the mark alone.
+  - Several devices removed by one task (O(remove_prefixes), O(prune_prefix), items with O(state=absent)) are
+    deleted as one kernel batch (a link group deleted in one request). If the kernel keeps some, the registry
+    records exactly those that are gone and the task fails naming the others.
 seealso:
   - name: libvirt pre-made tap devices
     description: Use C(<target dev='NAME' managed='no'/>) so libvirt does not delete a tap made beforehand.
@@ -258,6 +316,21 @@ seealso:
 """
 
 EXAMPLES = r"""
+- name: A macvtap on the host's NIC for a guest, with a node QEMU opens as the guest's user
+  netdev.tuntap.tap_device:
+    name: mvtap%d
+    lease: web1/net1
+    kind: macvtap
+    link: eno1
+    macvtap_mode: bridge
+    mac_address: "52:54:00:12:34:57"
+    owner: libvirt-qemu
+  register: direct
+
+- name: QEMU attaches through the node it was handed
+  ansible.builtin.debug:
+    msg: "-netdev tap,id=net1,fd=3 3<>{{ direct.char_device }}"
+
 - name: A tap for a guest, bound to a stable lease (same device on every run)
   netdev.tuntap.tap_device:
     name: vmtap%d
@@ -347,7 +420,7 @@ mtu:
   type: int
   sample: 1500
 owner:
-  description: The owning uid, or null when unset.
+  description: The owning uid, or null when unset; for a macvtap its node's owner.
   returned: single-device form
   type: int
   sample: 0
@@ -357,7 +430,7 @@ group:
   type: int
   sample: null
 flags:
-  description: The tun flags, by name.
+  description: The tun flags, by name (empty for macvtap and macvlan).
   returned: single-device form
   type: list
   elements: str
@@ -398,10 +471,36 @@ up:
   type: bool
   sample: true
 in_use:
-  description: Whether a process (QEMU, libvirt) holds the device.
+  description:
+    - Whether a process (QEMU, libvirt) holds the device, as the kernel shows it (carrier, attached queues).
+    - Not looked up in C(/proc) here, to keep runs that remove nothing cheap; see M(netdev.tuntap.tap_device_info).
+    - Null for a macvtap, whose holders are looked for (a scan of every process's open files) only when it is
+      to be removed.
   returned: single-device form
   type: bool
   sample: false
+kind:
+  description: V(tuntap), V(macvtap) or V(macvlan); for a removed item the kind of the device removed.
+  returned: single-device form
+  type: str
+  sample: macvtap
+link:
+  description: The lower device of a macvtap or macvlan (null for tun/tap devices).
+  returned: single-device form
+  type: str
+  sample: eno1
+macvtap_mode:
+  description: The mode of a macvtap or macvlan (null for tun/tap devices).
+  returned: single-device form
+  type: str
+  sample: bridge
+char_device:
+  description:
+    - The private character device node of a macvtap (see O(kind)), for QEMU's C(-netdev tap,fd=N);
+      null for other kinds and when absent.
+  returned: single-device form
+  type: str
+  sample: /run/netdev_tuntap/host/mvtap3
 devices:
   description:
     - One entry per item of O(devices), in input order, each with the keys of the single-device form and

@@ -17,6 +17,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 MODULE = "netdev.tuntap.tap_device"
 LEASE = "artifact/adhoc"
 MUST_HOLD = ("MANIFEST.json", "README.md", "LICENSE", "meta/runtime.yml", "plugins/modules/tap_device.py",
+             "plugins/modules/tap_device_info.py",
              "roles/guest_taps/tasks/main.yml", "roles/guest_taps/meta/argument_specs.yml")
 # Build and test leftovers that must never ship: first path component, or anywhere in the path.
 NEVER_TOP = (".venv", ".git", ".ci", ".pytest_cache")

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import subprocess
 import sys
 import textwrap
 import xml.etree.ElementTree as ET
@@ -55,6 +56,7 @@ KNOWN_BLOCKS = {
     (README, "yaml", "- name: Taps for a guest"): "test_readme_module_playbook",
     (README, "yaml", "module_defaults:"): "test_readme_module_defaults",
     (README, "sh", "# A fresh tap"): "test_readme_adhoc",
+    (README, "yaml", "- name: What exists, who holds it"): "test_readme_info_task",
     (README, "yaml", "- name: Give every guest its TAP devices"): "test_readme_role_playbook",
     (README, "jinja", "{% for nic in guest_taps_devices['web1'] %}"): "test_role_readme_example",
     (README, "", "plugins/modules/tap_device.py"): "test_readme_layout",
@@ -63,6 +65,9 @@ KNOWN_BLOCKS = {
     (ROLE_README, "yaml", "- name: Give every guest its taps"): "test_role_readme_example",
     (ROLE_README, "xml", "<interface type='ethernet'>"): "test_role_readme_example",
     (ROLE_README, "", "-netdev tap,id=hn0"): "test_role_readme_example",
+    (ROLE_README, "yaml", "- name: Give a guest a macvtap on the host's NIC"): "test_role_readme_direct_example",
+    (ROLE_README, "xml", "<interface type='direct'>"): "test_role_readme_direct_example",
+    (ROLE_README, "sh", "exec 3<>/run/netdev_tuntap/host/mvtap0"): "test_role_readme_direct_example",
 }
 
 
@@ -236,6 +241,33 @@ def test_readme_module_defaults(sandbox, tmp_path):
     assert not os.listdir(sandbox.path("/var/lib/netdev_tuntap")), "the default registry was used"
 
 
+def test_readme_info_task(sandbox, tmp_path):
+    """The tap_device_info task, after a tap_device task that gives it a leased tap to list."""
+    block = _find(README, "yaml", "- name: What exists, who holds it")
+    play = textwrap.dedent("""\
+        - name: The README's tap_device_info task, in a minimal play
+          hosts: hypervisors
+          gather_facts: false
+          become: true
+          tasks:
+            - name: A leased tap to list
+              netdev.tuntap.tap_device:
+                netns: lab
+                name: vmtap%d
+                lease: info/net0
+        """) + textwrap.indent(block.text, "    ")
+    run = sandbox.playbook(_write(tmp_path, "info.yml", play)).ok()
+    made = run.result("A leased tap to list")
+    listed = run.result("What exists, who holds it, and what the registry believes")
+    assert not listed["changed"], listed
+    devices = {d["name"]: d for d in listed["devices"]}
+    assert set(devices) == {made["name"]}, listed["devices"]
+    device = devices[made["name"]]
+    assert (device["netns"], device["lease"], device["status"], device["ifindex"]) == \
+        ("lab", "info/net0", "leased", h.link(sandbox.netns, made["name"])["ifindex"]), device
+    assert [l["lease"] for l in listed["leases"]] == ["info/net0"], listed["leases"]
+
+
 def test_readme_adhoc(sandbox):
     """Every ad hoc line, in order, with what its comment promises."""
     block = _find(README, "sh", "# A fresh tap")
@@ -375,6 +407,64 @@ def test_role_readme_example(sandbox, tmp_path):
     libvirt_tpl, qemu_tpl = [b for b in ntt_markdown.blocks(README) if b.lang == "jinja"]
     assert _render(sandbox, tmp_path, libvirt_tpl.text, fact, "libvirt") == xml_sample
     assert _render(sandbox, tmp_path, qemu_tpl.text, fact, "qemu") == args_sample
+
+
+@pytest.fixture
+def nic_sandbox(bridged_ns, tmp_path):
+    """The sandbox, with a host NIC called eno1 (a veth) for macvtaps."""
+    h.ip(bridged_ns, "link", "add", "eno1", "type", "veth", "peer", "name", "eno1-peer")
+    with Sandbox(bridged_ns, tmp_path) as box:
+        yield box
+
+
+def test_role_readme_direct_example(nic_sandbox, tmp_path):
+    """The role README's type: direct playbook: a macvtap on eno1 with the guest's MAC, its node owned
+    by libvirt-qemu, the two files exactly as shown, changed=0 the second time, and a QEMU started as
+    libvirt-qemu through the second file attaches to the macvtap."""
+    sandbox = nic_sandbox
+    block = _find(ROLE_README, "yaml", "- name: Give a guest a macvtap on the host's NIC")
+    play = _write(tmp_path, "role_readme_direct.yml", block.text)
+    first = sandbox.playbook(play).ok()
+    assert first.changed == 2, first
+    nic, = _published_fact(first)["web2"]
+    entry = h.link(sandbox.netns, nic["device"])
+    assert h.kind(entry) == "macvtap" and entry["link"] == "eno1", entry
+    assert entry["linkinfo"]["info_data"]["mode"] == "bridge" and entry["address"] == "52:54:00:12:36:01"
+    assert h.parse_alias(entry)["lease"] == nic["lease"] == "guest_taps:web2/net0"
+    assert (nic["type"], nic["link"], nic["mode"], nic["char_device"]) == (
+        "direct", "eno1", "bridge", "/run/netdev_tuntap/host/%s" % nic["device"])
+    node = os.lstat(sandbox.path(nic["char_device"]))
+    index = entry["ifindex"]
+    dev = h.sh("ip", "netns", "exec", sandbox.netns, "cat",
+               "/sys/class/net/%s/macvtap/tap%d/dev" % (nic["device"], index)).stdout.strip()
+    assert "%d:%d" % (os.major(node.st_rdev), os.minor(node.st_rdev)) == dev
+    assert (node.st_uid, node.st_mode & 0o777) == (sandbox.uid("libvirt-qemu"), 0o600)
+
+    shown_xml = _find(ROLE_README, "xml", "<interface type='direct'>").text
+    assert sandbox.read("/etc/libvirt/web2-interfaces.xml") == shown_xml
+    script = _find(ROLE_README, "sh", "exec 3<>/run/netdev_tuntap/host/mvtap0").text
+    assert sandbox.read("/etc/qemu/web2-qemu-net.sh") == script
+    assert sandbox.playbook(play).ok().changed == 0
+
+    # -S: QEMU sets its netdevs up and waits, running no guest code; its monitor answers after that.
+    launcher = ('. /etc/qemu/web2-qemu-net.sh && exec "$0" -machine pc -m 32 -S -display none -serial none '
+                '-nodefaults -monitor stdio "$@"')
+    qemu = subprocess.Popen(
+        ["nsenter", "--target", str(sandbox.proc.pid), "--mount", "--", "runuser", "-u", "libvirt-qemu", "--",
+         "sh", "-c", launcher, h.qemu_binary()],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        qemu.stdin.write("info network\n")
+        qemu.stdin.flush()
+        seen = ""
+        while "hd0:" not in seen:
+            line = qemu.stdout.readline()
+            assert line, "QEMU exited: %s %s" % (seen, qemu.stderr.read())
+            seen += line
+        assert "hd0: index=0,type=tap,fd=3" in seen, seen
+    finally:
+        os.killpg(qemu.pid, 9)
+        qemu.wait(timeout=60)
 
 
 # --------------------------------------------------------------------------- examples/

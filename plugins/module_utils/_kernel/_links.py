@@ -4,15 +4,20 @@
 
 All calls talk to the namespace the thread was in when ``Links`` was made, so make
 it inside ``_netns.entered(...)``. One dump per run is read into ``LinkInfo``
-records; everything else is one request per device.
+records; changes are one request per device, except ``delete_many``: deleting a device
+waits for an RCU grace period (about 16 ms), so many devices are put into one link group
+and the group is deleted in one request, which the kernel unregisters together.
 """
 
 from __future__ import annotations
 
+import errno
 import importlib.util
 import os
+import random
 
 from ansible_collections.netdev.tuntap.plugins.module_utils._device import LinkInfo, link_info
+from ansible_collections.netdev.tuntap.plugins.module_utils._kernel import _rtnl
 from ansible_collections.netdev.tuntap.plugins.module_utils._kernel._rtnl import dump_links
 
 # Importing pyroute2 costs 0.2 s, and a run that changes nothing never needs it: look for it
@@ -22,8 +27,21 @@ PYROUTE2_IMPORT_ERROR = None if importlib.util.find_spec("pyroute2") else Import
 MIN_PYROUTE2 = "0.7.2"
 
 
+# Link groups this module picks for a bulk delete: high enough to stay clear of the small numbers
+# people give groups by hand (/etc/iproute2/group), and checked unused in the namespace each time.
+GROUP_RANGE = (0x4E540000, 0x7FFFFFFF)
+
+
 class LinkError(Exception):
     """A netlink request failed (message is user-facing)."""
+
+
+class BulkDeleteError(LinkError):
+    """A bulk delete did not remove every device; ``gone`` holds the ifindexes that are gone."""
+
+    def __init__(self, message: str, gone: set):
+        super().__init__(message)
+        self.gone = gone
 
 
 def _netlink_error() -> type:
@@ -114,3 +132,59 @@ class Links:
             if exc.code == 19:  # already gone
                 return
             raise LinkError("deleting %r failed: %s" % (name, exc))
+
+    def delete_many(self, devices: list, groups_in_use) -> set:
+        """Delete ``devices`` as one kernel batch; return the ifindexes gone.
+
+        ``devices`` are (name, ifindex, link group) of each; ``groups_in_use`` the link groups of
+        the namespace's devices (from the snapshot of this run). Each device is picked by its
+        ifindex, never its name, so a device made since under the same name is not touched.
+        They are moved into a link group no other device is in, and that group is deleted in
+        one request: the kernel unregisters all of them or, refusing, none. Raises
+        BulkDeleteError, with the ifindexes gone all the same (read back from the kernel), if
+        any remains; the survivors get their old link group back.
+        """
+        self._require_same_namespace()
+        if not devices:
+            return set()
+        names = {index: name for name, index, _group in devices}
+        old_groups = {index: group for _name, index, group in devices}
+        group = random.randint(*GROUP_RANGE)
+        while group in groups_in_use:
+            group = random.randint(*GROUP_RANGE)
+        indexes = list(names)
+        try:
+            answers = _rtnl.set_groups([(index, group) for index in indexes])
+            refused = [(index, code) for index, code in zip(indexes, answers) if code not in (0, errno.ENODEV)]
+            if refused:
+                index, code = refused[0]
+                problem = "moving %r into link group %d failed: %s" % (names[index], group, os.strerror(code))
+            else:
+                code = _rtnl.delete_group(group)
+                if code == 0 or (code == errno.ENODEV and all(a == errno.ENODEV for a in answers)):
+                    return set(indexes)  # the group is gone, and with it every device put in it
+                problem = "deleting link group %d failed: %s" % (group, os.strerror(code))
+        except OSError as exc:
+            problem = "netlink failed: %s" % (exc.strerror or exc)
+        after = self._dump_or_assume_kept(names)
+        left = sorted(index for index in indexes if index in after)
+        self._restore_groups([(index, old_groups[index]) for index in left if after[index].link_group == group])
+        gone = set(indexes) - set(left)
+        if not left:
+            return gone
+        raise BulkDeleteError("%s; still present: %s" % (problem, ", ".join(repr(names[i]) for i in left)), gone)
+
+    @staticmethod
+    def _dump_or_assume_kept(names: dict) -> dict:
+        try:
+            return {link.index: link for link in map(link_info, dump_links())}
+        except OSError:
+            # Nothing can be read: count nothing as gone (a later run finds them gone and releases).
+            return {index: LinkInfo(name, index, None, 0, None, None, False, False, None) for index, name in names.items()}
+
+    @staticmethod
+    def _restore_groups(pairs: list) -> None:
+        try:
+            _rtnl.set_groups(pairs)
+        except OSError:
+            pass  # best effort: a device left in a group nobody else uses harms nothing

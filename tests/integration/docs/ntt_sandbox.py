@@ -18,6 +18,7 @@ import ntt_helpers as h
 DOCS_DIR = os.path.dirname(os.path.abspath(__file__))
 SANDBOX_SCRIPT = os.path.join(DOCS_DIR, "sandbox.sh")
 CALLBACK_DIR = os.path.join(DOCS_DIR, "callback_plugins")
+NODE_ROOT = "/run/netdev_tuntap"   # where tap_device makes macvtap nodes
 
 
 class Run:
@@ -75,6 +76,8 @@ class Sandbox:
                          % h.PYTHON)
 
     def __enter__(self):
+        # sandbox.sh mounts a tmpfs on /run/netdev_tuntap, making the mount point on the machine's /run.
+        self.made_node_root = not os.path.exists(NODE_ROOT)
         scratch = os.path.join(self.workdir, "sandbox")
         os.makedirs(scratch)
         self.proc = subprocess.Popen(
@@ -97,6 +100,9 @@ class Sandbox:
         except subprocess.TimeoutExpired:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
+        if self.made_node_root:
+            with contextlib.suppress(OSError):  # in use by another run's sandbox
+                os.rmdir(NODE_ROOT)
 
     def path(self, path: str) -> str:
         """``path`` as the sandbox sees it, readable from outside."""

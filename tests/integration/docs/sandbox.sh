@@ -7,8 +7,8 @@
 # goes away when this script's last process exits):
 #   - /etc and /var/lib are overlays whose changes land in a tmpfs, so that the directories the
 #     examples use can exist without being made on the machine;
-#   - /var/lib/netdev_tuntap (the module's default registry directory), /etc/libvirt and
-#     /etc/qemu are empty tmpfs;
+#   - /var/lib/netdev_tuntap (the module's default registry directory), /run/netdev_tuntap (its
+#     macvtap device nodes), /etc/libvirt and /etc/qemu are empty tmpfs;
 #   - /etc/passwd and /etc/group are private copies that also hold the user and group
 #     libvirt-qemu, which the examples name as the taps' owner;
 #   - /run/netns is a tmpfs holding each NSNAME as a bind mount of the network namespace NETNS
@@ -45,6 +45,8 @@ overlay /var/lib varlib
 empty_dir /var/lib/netdev_tuntap 0700
 empty_dir /etc/libvirt 0755
 empty_dir /etc/qemu 0755
+# tap_device's macvtap device nodes (/run/netdev_tuntap/host/NAME), private like the registry.
+empty_dir /run/netdev_tuntap 0755
 
 cp /etc/passwd "$scratch/passwd"
 cp /etc/group "$scratch/group"

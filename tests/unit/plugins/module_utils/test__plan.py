@@ -9,6 +9,7 @@ it sees is a plain World snapshot built here.
 from __future__ import annotations
 
 import copy
+import re
 
 import pytest
 
@@ -62,20 +63,26 @@ def state_of(counters=None, leases=None, released=None):
     return state
 
 
-def world_of(task, present=(), elsewhere=None, missing=()) -> World:
-    """The snapshot: ``present`` in the task's namespace, ``elsewhere`` {netns: [devices]} in others."""
+def world_of(task, present=(), elsewhere=None, missing=(), looked_up=True) -> World:
+    """The snapshot: ``present`` in the task's namespace, ``elsewhere`` {netns: [devices]} in others.
+
+    ``looked_up``: the holders of every device were looked up and none found, as the engine
+    leaves the snapshot before its last plan of a removal (False: not looked up yet).
+    """
     world = World(task.netns, links={task.netns: {d.name: d for d in present}}, missing=set(missing))
     for netns, devices in (elsewhere or {}).items():
         world.links[netns] = {d.name: d for d in devices}
+    if looked_up:
+        world.holders = {(netns, name): [] for netns, links in world.links.items() for name in links}
     return world
 
 
-def planner_for(present=(), reg=None, elsewhere=None, missing=(), **params):
+def planner_for(present=(), reg=None, elsewhere=None, missing=(), looked_up=True, **params):
     """A Planner for the task ``params`` (module options), devices ``present``, registry state ``reg``."""
     params.setdefault("registry", REG)
     task = parse_task(params)
     ledger = Ledger(reg if reg is not None else state_of(), lambda: NOW)
-    return Planner(task, ledger, world_of(task, present, elsewhere, missing))
+    return Planner(task, ledger, world_of(task, present, elsewhere, missing, looked_up))
 
 
 def plan(present=(), reg=None, **params):
@@ -730,3 +737,90 @@ def test_remove_prefixes_refuse_a_device_in_use_naming_the_lease():
     state = state_of(leases={"g:db1/0": lease_rec("t1")})
     message = refusal([tap("t1", lease="g:db1/0", in_use=True)], state, remove_prefixes=["g:db1/"])
     assert message.startswith("removing lease 'g:db1/0': device 't1' is in use")
+
+
+# -- holders and identity before a removal --------------------------------------------------
+
+BOOT = "11111111-2222-3333-4444-555555555555"
+
+
+def identified(record, index, boot=BOOT, inode=4026532000):
+    return dict(record, ifindex=index, boot_id=boot, netns_inode=inode)
+
+
+def test_a_removal_asks_for_the_holders_of_the_device_it_deletes():
+    state = state_of(leases={"k": lease_rec("vnet3", "vnet%d", 3)})
+    planner, action = plan_one([tap("vnet3", lease="k", template="vnet%d")], state, lease="k", state="absent",
+                               looked_up=False)
+    assert action.kind == "delete"
+    assert (planner.unchecked, planner.refusal_pending) == ([(None, "vnet3")], False)
+
+
+def test_a_device_with_carrier_is_refused_once_its_holders_are_known():
+    state = state_of(leases={"k": lease_rec("vnet3", "vnet%d", 3)})
+    device = tap("vnet3", lease="k", template="vnet%d", in_use=True)
+    planner, _action = plan_one([device], state, lease="k", state="absent", looked_up=False)
+    assert (planner.unchecked, planner.refusal_pending) == ([(None, "vnet3")], True)
+    planner = planner_for([device], state, lease="k", state="absent", looked_up=False)
+    planner.world.holders[(None, "vnet3")] = [77]
+    with pytest.raises(PlanError, match=r"device 'vnet3' is in use \(held by PID 77\)"):
+        planner.plan()
+
+
+def test_a_plan_that_deletes_nothing_asks_for_no_holders():
+    state = state_of(leases={"k": lease_rec("vnet3", "vnet%d", 3)})
+    planner, action = plan_one([tap("vnet3", lease="k", template="vnet%d")], state, name="vnet%d", lease="k",
+                               looked_up=False)
+    assert action.kind == "reconcile" and planner.unchecked == []
+    forced, _action = plan_one([tap("vnet3", lease="k", template="vnet%d")], state, lease="k", state="absent",
+                               force=True, looked_up=False)
+    assert forced.unchecked == []
+
+
+def test_a_holder_found_in_proc_refuses_the_removal_even_without_carrier():
+    state = state_of(leases={"k": lease_rec("vnet3", "vnet%d", 3)})
+    planner = planner_for([tap("vnet3", lease="k", template="vnet%d")], state, lease="k", state="absent")
+    planner.world.holders[(None, "vnet3")] = [4242, 4243]
+    with pytest.raises(PlanError, match=r"device 'vnet3' is in use \(held by PID 4242, 4243\)"):
+        planner.plan()
+    planner = planner_for([tap("vnet3", lease="k", template="vnet%d")], state, lease="k", state="absent")
+    assert planner.plan()[0].kind == "delete" and planner.unchecked == []
+
+
+@pytest.mark.parametrize("record_fields, world_fields, reason", [
+    ({"ifindex": 7}, {}, r"the lease recorded ifindex 7, this device has ifindex 9"),
+    ({"boot_id": "old-boot"}, {}, r"recorded in an earlier boot \(old-boot\)"),
+    ({"netns_inode": 1}, {}, r"another instance of the host namespace \(namespace inode 1, now 4026532000\)"),
+])
+def test_a_marked_device_that_is_not_the_recorded_one_is_left_alone(record_fields, world_fields, reason):
+    record = identified(lease_rec("vnet3", "vnet%d", 3), 9)
+    record.update(record_fields)
+    state = state_of(leases={"k": record})
+    planner = planner_for([tap("vnet3", 9, lease="k", template="vnet%d")], state, lease="k", state="absent")
+    planner.world.boot_id, planner.world.netns_keys[None] = BOOT, (1, 4026532000)
+    action = planner.plan()[0]
+    assert action.kind == "release" and action.removal.device is None and action.changed
+    assert len(planner.warnings) == 1 and re.search(reason, planner.warnings[0]), planner.warnings
+    assert "left alone and the lease released" in planner.warnings[0]
+    assert planner.ledger.lease("k") is None and planner.unchecked == []
+
+
+def test_the_recorded_device_is_deleted_and_unknown_fields_trust_the_mark():
+    for record in (identified(lease_rec("vnet3", "vnet%d", 3), 9), lease_rec("vnet3", "vnet%d", 3)):
+        planner = planner_for([tap("vnet3", 9, lease="k", template="vnet%d")], state_of(leases={"k": record}),
+                              lease="k", state="absent")
+        planner.world.boot_id, planner.world.netns_keys[None] = BOOT, (1, 4026532000)
+        action = planner.plan()[0]
+        assert action.kind == "delete" and planner.warnings == []
+
+
+def test_created_and_reconciled_leases_carry_the_identity_the_world_knows():
+    planner = planner_for([tap("vnet3", 9, lease="k", template="vnet%d")],
+                          state_of(leases={"k": lease_rec("vnet3", "vnet%d", 3)}),
+                          devices=[{"name": "vnet%d", "lease": "k"}, {"name": "vnet%d", "lease": "new"}])
+    planner.world.boot_id, planner.world.netns_keys[None] = BOOT, (1, 4026532000)
+    reconcile, create = planner.plan()
+    assert reconcile.identity == {"ifindex": 9, "boot_id": BOOT, "netns_inode": 4026532000}
+    assert create.identity == {"ifindex": None, "boot_id": BOOT, "netns_inode": 4026532000}
+    assert planner.ledger.lease("k")["ifindex"] == 9
+    assert "ifindex" not in planner.ledger.lease("new") and planner.ledger.lease("new")["boot_id"] == BOOT

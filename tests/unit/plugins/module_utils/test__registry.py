@@ -631,3 +631,17 @@ def test_concurrent_read_modify_write_loses_nothing(path):
     with Registry(path) as reg:
         assert reg.ledger.state["counters"]["n%d"] == 6 * 25 - 1
         assert reg.warnings == []
+
+
+@pytest.mark.parametrize("field, value", [("ifindex", "7"), ("boot_id", 5), ("netns_inode", True)])
+def test_lease_identity_fields_of_the_wrong_type_are_corrupt(field, value):
+    lease = {"name": "vmtap1", "template": "vmtap%d", "id": 1, field: value}
+    text = json.dumps({"version": 1, "counters": {}, "leases": {"k": lease}, "released": {}, "intent": None})
+    with pytest.raises(CorruptRegistry, match="lease 'k' has a field of the wrong type"):
+        parse_state(text)
+
+
+def test_lease_without_identity_fields_is_read_as_it_is():
+    lease = {"name": "vmtap1", "template": "vmtap%d", "id": 1, "netns": None, "mode": "tap"}
+    text = json.dumps({"version": 1, "counters": {}, "leases": {"k": lease}, "released": {}, "intent": None})
+    assert parse_state(text)["leases"]["k"] == lease

@@ -40,6 +40,7 @@ def tun_link(index=7, name=b"vmtap3\0", owner=None, multi_queue=0, queues=None, 
     return (ifinfo(index, 0x1003) + attr(3, name) + attr(4, u32(1500))
             + attr(1, bytes([0xFE, 0x54, 0, 0x12, 0x34, 0x56])) + attr(10, u32(42))
             + attr(33, u8(0)) + attr(20, b'netdev.tuntap {"lease":"k","template":"vmtap%d"}\0')
+            + attr(16, u8(2)) + attr(27, u32(5))
             + attr(18, linkinfo, nested=True))
 
 
@@ -49,12 +50,34 @@ def test_parse_link_reads_what_the_module_uses():
     assert link == {
         "index": 7, "flags": 0x1003, "name": "vmtap3", "mtu": 1500, "address": "fe:54:00:12:34:56",
         "master": 42, "carrier": 0, "alias": 'netdev.tuntap {"lease":"k","template":"vmtap%d"}',
-        "kind": "tun", "tun": {"type": 2, "pi": 0, "vnet_hdr": 1, "persist": 1, "multi_queue": 0, "owner": 107}}
+        "kind": "tun", "tun": {"type": 2, "pi": 0, "vnet_hdr": 1, "persist": 1, "multi_queue": 0, "owner": 107},
+        "link": None, "macvlan": None, "operstate": 2, "group": 5}
     info = link_info(link)
+    assert (info.operstate, info.link_group) == ("down", 5)
     assert (info.name, info.index, info.up, info.carrier, info.master) == ("vmtap3", 7, True, False, 42)
     assert info.mark == {"lease": "k", "template": "vmtap%d"}
     assert (info.tun.mode, info.tun.owner, info.tun.group, info.tun.vnet_hdr, info.tun.packet_info) == \
         ("tap", 107, None, True, False)
+
+
+@pytest.mark.parametrize("kind, mode_number, mode", [
+    (b"macvtap", 4, "bridge"), (b"macvlan", 1, "private"), (b"macvtap", 2, "vepa"), (b"macvtap", 64, None)])
+def test_parse_link_reads_a_macvlan_kind_its_mode_and_lower_device(kind, mode_number, mode):
+    linkinfo = attr(1, kind + b"\0") + attr(2, attr(1, u32(mode_number)), nested=True)
+    body = (ifinfo(9, 0x1002) + attr(3, b"mvtap4\0") + attr(4, u32(1500)) + attr(5, u32(3))
+            + attr(18, linkinfo, nested=True))
+    link = _rtnl.parse_link(body, 0, len(body))
+    assert (link["kind"], link["link"], link["macvlan"], link["tun"]) == (kind.decode(), 3, {"mode": mode_number}, None)
+    info = link_info(link)
+    assert info.managed_kind == kind.decode() and info.tun is None
+    assert (info.macvlan.mode, info.macvlan.link) == (mode, 3)
+    assert not info.in_use  # a macvtap's holders are found by World.holders, not on the link
+
+
+def test_a_veth_has_a_link_but_is_not_a_managed_kind():
+    body = ifinfo(3, 0x1003) + attr(3, b"v0\0") + attr(5, u32(2)) + attr(18, attr(1, b"veth\0"), nested=True)
+    info = link_info(_rtnl.parse_link(body, 0, len(body)))
+    assert (info.kind, info.macvlan, info.managed_kind) == ("veth", None, None)
 
 
 @pytest.mark.parametrize("queues, disabled, in_use", [(0, 0, False), (1, 0, True), (0, 1, True), (2, 1, True)])
