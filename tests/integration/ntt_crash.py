@@ -6,7 +6,7 @@ is already imported) and can SIGKILL that child at the n-th occurrence of a name
   save         entering Registry.save (the intent before creating, or the result)
   replace      os.replace inside a save (the new generation about to become the registry)
   create       right after a device was made (persistent, marked) and before it is recorded
-  delete       right after a device was deleted and before that is recorded
+  delete       right after a device (or a bulk of devices) was deleted and before that is recorded
   configure    right after a device's settings were changed
 
 ``fill_at`` instead fills the file system of the registry (space, then inodes) at such a
@@ -100,6 +100,8 @@ def _install(point: str, nth: int, action) -> None:
         after(mods["_kernel._tun"], "create")
     elif point == "delete":
         after(mods["_kernel._links"].Links, "delete")
+        if hasattr(mods["_kernel._links"].Links, "delete_many"):   # bulk removal (one netlink request)
+            after(mods["_kernel._links"].Links, "delete_many")
     elif point == "configure":
         after(mods["_kernel._links"].Links, "configure")
     else:

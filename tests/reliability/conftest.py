@@ -1,7 +1,7 @@
 """The reliability suite: concurrency, crashes, broken registries, full disks, hostile input.
 
 Real devices, only in throwaway ``ntt-*`` namespaces; registries under each test's own
-0700 directory. Sizes come from ``SIZES`` (the CI run) or ``SOAK_SIZES`` (``NTT_SOAK=1``:
+0700 directory. Sizes come from ntt_figures.SIZES (the CI run) or SOAK_SIZES (``NTT_SOAK=1``:
 the long run of the same command). Every test records what it did in ``FIGURES``; the
 session writes them to tests/output/reliability/figures.json, from which
 scripts/ntt_reliability.py writes docs/reliability.md.
@@ -28,22 +28,7 @@ if h.COLLECTIONS_ROOT not in sys.path:
         "_netdev_tuntap_tests_conftest", os.path.join(h.REPO_ROOT, "tests", "conftest.py"))
     _spec.loader.exec_module(importlib.util.module_from_spec(_spec))
 
-SOAK = os.environ.get("NTT_SOAK", "").strip() not in ("", "0")
-SIZES = dict(processes=16, leases_per_process=20, kills=200, hostile_cases=2000, wrong_values_per_path=4)
-SOAK_SIZES = dict(processes=32, leases_per_process=40, kills=2000, hostile_cases=20000, wrong_values_per_path=12)
-OUTPUT = os.path.join(h.REPO_ROOT, "tests", "output", "reliability")
-FIGURES: dict = {}
-
-
-def size(name: str) -> int:
-    """The size of one dimension; NTT_SIZE_<NAME> overrides it (to debug one case quickly)."""
-    override = os.environ.get("NTT_SIZE_" + name.upper())
-    return int(override) if override else (SOAK_SIZES if SOAK else SIZES)[name]
-
-
-def record(case: str, **figures) -> None:
-    """What a test did and found, for docs/reliability.md."""
-    FIGURES[case] = dict(figures)
+from ntt_figures import FIGURES, OUTPUT, SOAK  # noqa: E402
 
 
 def pytest_sessionfinish(session, exitstatus):

@@ -16,7 +16,7 @@ import pytest
 import ntt_crash as crash
 import ntt_helpers as h
 import ntt_invariants
-from conftest import record, size
+from ntt_figures import record, size
 
 pytestmark = [pytest.mark.root]
 

@@ -9,7 +9,7 @@ import pytest
 
 import ntt_helpers as h
 import ntt_invariants
-from conftest import record, size
+from ntt_figures import record, size
 
 pytestmark = [pytest.mark.root]
 

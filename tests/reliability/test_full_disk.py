@@ -12,7 +12,7 @@ import pytest
 import ntt_crash as crash
 import ntt_helpers as h
 import ntt_invariants
-from conftest import record
+from ntt_figures import record
 
 pytestmark = [pytest.mark.root]
 

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import ntt_helpers as h
-from conftest import record, size
+from ntt_figures import record, size
 
 pytestmark = [pytest.mark.root]
 
