@@ -33,6 +33,7 @@ stage() { STAGE_NAMES+=("$1") STAGE_SETS+=("$2") STAGE_FUNCS+=("$3") STAGE_DESCS
 
 stage unit         all   stage_unit         "pytest tests/unit"
 stage integration  all   stage_integration  "pytest tests/integration (real devices in throwaway namespaces)"
+stage reliability  all   stage_reliability  "tests/reliability: concurrency, SIGKILLs, broken registries, full disk, hostile input; writes docs/reliability.md (NTT_SOAK=1: the long soak)"
 stage pyroute2_min all   stage_pyroute2_min "pytest tests/integration again with pyroute2 0.7.2, the oldest supported"
 stage doc          all   stage_doc          "ansible-doc renders the modules, the role (every role variable) and the filters"
 stage sanity       all   stage_sanity       "ansible-test sanity on the installed collection"
@@ -176,6 +177,23 @@ stage_integration() {
     before="$(list_ntt_netns)"
     run_pytest integration -m "not ovs" tests/integration || rc=$?
     check_netns_leaks "$before" || rc=1
+    return "$rc"
+}
+
+# The reliability suite prints its figures and rewrites docs/reliability.md from them. NTT_SOAK=1
+# (passed through the environment) makes it the long soak. Its full-disk and read-only mounts live
+# in private mount namespaces; one left in the host's is a failure.
+stage_reliability() {
+    need_root "the reliability stage"
+    require_path tests/reliability scripts/ntt_reliability.py
+    local before rc=0
+    before="$(list_ntt_netns)"
+    python "$NTT_ROOT/scripts/ntt_reliability.py" || rc=$?
+    check_netns_leaks "$before" || rc=1
+    if grep -F " $NTT_OUTPUT/" /proc/self/mounts; then
+        echo "mounts left under $NTT_OUTPUT by the reliability suite (above)" >&2
+        rc=1
+    fi
     return "$rc"
 }
 

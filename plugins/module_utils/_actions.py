@@ -53,7 +53,7 @@ class Action:
     replaces: Removal | None = None
     removal: Removal | None = None
     lease_changed: bool = False
-    origin: str = "pruning"       # for an action without spec: which option asked for it
+    origin: str = "pruning"       # for an action without spec: which option asked for it, or "orphan"
     port: dict | None = None      # a new device's bridge port: see Planner._new_port
     ipv6: bool | None = None      # a new device: IPv6 on (True) or off (False) before it first comes up
     ovs_record: dict | None = None  # the lease's Open vSwitch port after this action ({bridge, db}), if any
@@ -77,4 +77,6 @@ class Action:
     def label(self) -> str:
         if self.spec is not None:
             return self.spec.label()
+        if self.origin == "orphan":
+            return "deleting the orphaned device %r" % self.name
         return "%s lease %r" % (self.origin, self.removal.lease)

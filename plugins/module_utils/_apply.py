@@ -60,8 +60,9 @@ class Applier:
         creating = [a for a in actions if a.kind is Kind.CREATE]
         if creating:
             self.ledger.record_intent(self.task.netns, [
-                {"lease": a.lease, "name": a.name, "template": a.template, "id": a.number, "netns": a.netns}
-                for a in creating])
+                {"lease": a.lease, "name": a.name, "template": a.template, "id": a.number, "netns": a.netns,
+                 "replaces": a.replaces.name if a.replaces is not None else None}
+                for a in creating], hold=self.task.reuse_delay)
             self.save()
         failed = None
         try:
@@ -191,7 +192,7 @@ class Applier:
         hold = self.task.reuse_delay
         if action.replaces is not None:
             self._delete(action.replaces)
-            self.ledger.forget(action.replaces, hold)
+            self.ledger.forget(action.replaces, hold, lease_released=False)
             self.replaced_for = action
         if action.kind is Kind.CREATE:
             self._create(action)
@@ -229,7 +230,8 @@ class Applier:
                     take_next_name(action)  # made outside this registry since the snapshot
             index = action.identity["ifindex"] = socket.if_nametoindex(action.name)
             try:
-                links.configure(action.name, index, alias=encode_mark(action.lease, action.template))
+                links.configure(action.name, index, alias=encode_mark(action.lease, action.template,
+                                                                      self.ledger.registry_id))
                 if spec.kind == MACVTAP:
                     chardev = _chardev.read_numbers().get(index)
                     if chardev is None:
@@ -264,7 +266,8 @@ class Applier:
                 index = action.identity["ifindex"] = socket.if_nametoindex(confirmed)
                 links.configure(confirmed, index, mtu=spec.mtu,
                                 mac_address=spec.mac_address, master=action.master, up=spec.up,
-                                alias=encode_mark(action.lease, action.template), txqueuelen=spec.txqueuelen)
+                                alias=encode_mark(action.lease, action.template, self.ledger.registry_id),
+                                txqueuelen=spec.txqueuelen)
                 if port.get("kind") == "linux" and port.get("vlans") is not None:
                     self._set_vlans(spec, confirmed, index)
                 if port.get("kind") == "ovs":

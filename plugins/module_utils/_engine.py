@@ -92,7 +92,7 @@ def run(params: dict, check_mode: bool = False, diff: bool = False) -> dict:
                        % (type(exc).__name__, exc), detail=traceback.format_exc())
 
 
-def _plan(task, ledger, world) -> tuple:
+def _plan(task, ledger, world, orphans=()) -> tuple:
     """(planner, actions) from a planner that has seen the holders of every device it deletes.
 
     Holders are read from /proc only when a plan deletes something, and only for the devices
@@ -102,7 +102,7 @@ def _plan(task, ledger, world) -> tuple:
     before, so this ends.
     """
     while True:
-        planner = Planner(task, ledger, world)
+        planner = Planner(task, ledger, world, orphans=orphans)
         try:
             actions, error = planner.plan(), None
         except PlanError as exc:
@@ -119,21 +119,32 @@ def _plan(task, ledger, world) -> tuple:
 
 
 def _run_task(task, check_mode: bool, diff: bool) -> dict:
-    with Registry(task.registry, check_mode=check_mode) as registry:
+    with Registry(task.registry, check_mode=check_mode, lock_timeout=task.lock_timeout) as registry:
         ledger = registry.ledger
         ledger.drop_old_releases(task.reuse_delay)
-        world = _world.gather(task.netns, sorted(lease_namespaces(task, ledger), key=str))
+        others = lease_namespaces(task, ledger)
+        world = _world.gather(task.netns, sorted(others, key=str))
+        # What recovery looks at besides the target: the namespaces of an interrupted run's devices
+        # and of the leases that marked devices here carry.
+        extra = ledger.recovery_namespaces(world.devices(task.netns)) - others - {task.netns}
+        if extra:
+            world = _world.gather(task.netns, sorted(others | extra, key=str))
         needs = port_needs(task, ledger, world)
         ovs = Ovs(ovs_db_of(task, ledger), task.ovs_timeout)
         _world.read_ports(world, needs, ovs)
         before = world.devices(task.netns)
-        warnings = registry.warnings + ledger.recover(before, task.netns, registry.recovered, registry.path)
+        recovery = ledger.recover(before, task.netns, registry.recovered, registry.path, hold=task.reuse_delay,
+                                  elsewhere=lambda netns: world.devices(netns) if netns in world.links else None)
+        warnings = registry.warnings + recovery.warnings
         try:
-            planner, actions = _plan(task, ledger, world)
-        except PlanError:
-            if registry.recovered and not check_mode:
-                # The bad file is already moved aside: keep what was rebuilt from it.
+            planner, actions = _plan(task, ledger, world, recovery.orphans)
+        except PlanError as exc:
+            if (registry.recovered or recovery.adopted) and not check_mode:
+                # The bad file is already moved aside, or devices were adopted: keep what was rebuilt.
                 registry.save()
+            if recovery.adopted:
+                raise ApplyError("%s (devices adopted from an interrupted run were recorded: %s)"
+                                 % (exc, ", ".join(sorted(recovery.adopted))), changed=True)
             raise
         warnings += planner.warnings
         # The host side of the devices the task keeps or makes, for the results and the diff (the plan
@@ -141,10 +152,17 @@ def _run_task(task, check_mode: bool, diff: bool) -> dict:
         present = [a.name for a in actions if a.spec is not None and not a.kind.removes and a.name in before]
         world.ipv6 = dict(_world.read_ipv6(task.netns, present) if present else {}, **(world.ipv6 or {}))
         if check_mode:
-            return report(task, actions, before, before, warnings, diff, predicted=True, ports=(world, world))
+            return report(task, actions, before, before, warnings, diff, predicted=True, ports=(world, world),
+                          adopted=recovery.adopted)
         applier = Applier(task, ledger, registry.save)
         applier.groups_in_use = world.link_groups()
-        applier.apply(actions)  # raises ApplyError, with what was changed, when an action fails
+        try:
+            applier.apply(actions)  # raises ApplyError, with what was changed, when an action fails
+        except ApplyError as exc:
+            if recovery.adopted and not exc.changed:
+                raise ApplyError("%s (devices adopted from an interrupted run: %s)"
+                                 % (exc, ", ".join(sorted(recovery.adopted))), changed=True, detail=exc.detail)
+            raise
         after_world = world
         try:
             if applier.changed:
@@ -159,7 +177,8 @@ def _run_task(task, check_mode: bool, diff: bool) -> dict:
         after = after_world.devices(task.netns)
         warnings += _sweep_stale_nodes(task.netns, after)
         warnings += confirm_macs(task, actions, after)
-        return report(task, actions, before, after, warnings, diff, predicted=False, ports=(world, after_world))
+        return report(task, actions, before, after, warnings, diff, predicted=False, ports=(world, after_world),
+                  adopted=recovery.adopted)
 
 
 def confirm_macs(task, actions, after: dict) -> list:

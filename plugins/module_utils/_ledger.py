@@ -28,8 +28,35 @@ IDENTITY_FIELDS = ("ifindex", "boot_id", "netns_inode")
 ID_LIMIT = 2 ** 31 - 1
 
 
-def empty_state() -> dict:
-    return {"version": SCHEMA_VERSION, "counters": {}, "leases": {}, "released": {}, "intent": None}
+def empty_state(registry_id: str | None = None) -> dict:
+    return {"version": SCHEMA_VERSION, "registry_id": registry_id, "counters": {}, "leases": {}, "released": {},
+            "intent": None}
+
+
+def _where(netns) -> str:
+    return "netns %r" % netns if netns else "the host namespace"
+
+
+class Recovery:
+    """What ``Ledger.recover`` found: warnings, the devices it adopted, the orphans to delete."""
+
+    def __init__(self):
+        self.warnings: list = []
+        self.adopted: list = []        # names of the devices bound to leases from their marks
+        self.orphans: list = []        # (netns, device, why) of devices carrying this registry's mark
+        self.unexplained: list = []    # legacy-marked devices that would be orphans: only reported
+        self._seen: set = set()
+
+    def adopt(self, netns, name: str) -> None:
+        self.adopted.append(name)
+        self._seen.discard((netns, name))
+        self.orphans = [o for o in self.orphans if (o[0], o[1].name) != (netns, name)]
+
+    def orphan(self, netns, device, mine: bool, why: str) -> None:
+        if (netns, device.name) in self._seen:
+            return
+        self._seen.add((netns, device.name))
+        (self.orphans if mine else self.unexplained).append((netns, device, why))
 
 
 def number_in(template: str | None, name: str) -> int | None:
@@ -116,9 +143,17 @@ class Ledger:
         self._holders = None
         self.state["leases"].pop(lease, None)
 
-    def release(self, name: str, template: str | None, netns: str | None, hold: int) -> None:
-        """Hold ``name`` back: allocation skips it for ``hold`` seconds (or the task's reuse_delay)."""
-        self.state["released"][name] = {"at": self.clock(), "template": template, "netns": netns, "hold": hold}
+    def release(self, name: str, template: str | None, netns: str | None, hold: int,
+                lease: str | None = None) -> None:
+        """Hold ``name`` back: allocation skips it for ``hold`` seconds (or the task's reuse_delay).
+
+        ``lease``: the lease released with it, remembered so that a leftover device still
+        marked with it is never adopted back into the registry while the record is kept.
+        """
+        record = {"at": self.clock(), "template": template, "netns": netns, "hold": hold}
+        if lease is not None:
+            record["lease"] = lease
+        self.state["released"][name] = record
 
     def reclaim(self, name: str) -> None:
         """``name`` is in use again: its old release record no longer describes it."""
@@ -146,9 +181,13 @@ class Ledger:
         if counters.get(template, -1) < number:
             counters[template] = number
 
-    def record_intent(self, netns: str | None, items: list) -> None:
-        """The devices a run is about to create: lease, name, template, id, netns each."""
-        self.state["intent"] = {"netns": netns, "started": self.clock(), "items": items}
+    def record_intent(self, netns: str | None, items: list, hold: int = 0) -> None:
+        """The devices a run is about to create: lease, name, template, id, netns each.
+
+        An item that replaces a lease's device also says which (``replaces``: the old name),
+        so that recovery knows the new device, once it exists, is the lease's current one.
+        """
+        self.state["intent"] = {"netns": netns, "started": self.clock(), "hold": hold, "items": items}
 
     def clear_intent(self) -> None:
         self.state["intent"] = None
@@ -160,7 +199,7 @@ class Ledger:
         ``hold`` is the task's reuse_delay, kept with every name it releases.
         """
         if action.replaces is not None:
-            self.forget(action.replaces, hold)
+            self.forget(action.replaces, hold, lease_released=False)
         if action.kind is Kind.CREATE:
             self.reclaim(action.name)
             if action.allocated:
@@ -177,55 +216,174 @@ class Ledger:
         if action.kind in (Kind.DELETE, Kind.RELEASE):
             self.forget(action.removal, hold)
 
-    def forget(self, removal, hold: int) -> None:
-        """A device removed (or found gone): hold its name back and drop its lease."""
+    def forget(self, removal, hold: int, lease_released: bool = True) -> None:
+        """A device removed (or found gone): hold its name back and drop its lease.
+
+        ``lease_released`` is False when the lease moves to a device replacing this one.
+        """
         if removal.release_name:
-            self.release(removal.name, removal.template, removal.netns, hold)
+            self.release(removal.name, removal.template, removal.netns, hold,
+                         lease=removal.lease if lease_released else None)
         if removal.lease is not None:
             self.unbind(removal.lease)
 
     # -- after a crash or a lost registry ------------------------------------
-    def recover(self, devices: dict, netns: str | None, recovered: bool, path: str) -> list:
-        """Take in what an interrupted run or a lost registry left; return the warnings.
+    def recover(self, devices: dict, netns: str | None, recovered: bool, path: str, hold: int = 0,
+                elsewhere=None) -> "Recovery":
+        """Take in what an interrupted run or a lost registry left.
 
-        ``devices`` are the links of ``netns`` by name. An intent left by an interrupted run
-        raises counters above the numbers it used. Every tun/tap carrying our mark with a
-        lease this registry does not hold is adopted; after a recovery (``recovered``) the
-        marks are newer than the previous generation, so they also win over its records,
-        and counters are raised above every marked device.
+        ``devices`` are the links of ``netns`` by name; ``elsewhere(ns)`` gives the links of
+        another namespace (None when they were not read). An intent left by an interrupted
+        run raises counters above the numbers it used, and binds each lease to the device
+        the run made for it, also when the registry still maps the lease to the device it
+        was replacing. Every tun/tap carrying this registry's mark (or a legacy mark, when
+        no device of another registry shares the namespace) with a lease this registry does
+        not hold is adopted; one whose recorded device is gone is taken as the lease's
+        current device. A marked device the registry cannot explain (its lease is bound to
+        another device that exists, or was released) is an orphan, for the planner to
+        delete. After a recovery (``recovered``) the marks are newer than the previous
+        generation, so they also win over its records, and counters are raised above every
+        marked device. ``hold`` is the task's reuse_delay, for the names given up here.
         """
-        warnings = []
+        result = Recovery()
+
+        def look(where):
+            if where == netns:
+                return devices
+            return elsewhere(where) if elsewhere is not None else None
+
         intent = self.intent
         if intent:
+            hold = max(hold, intent.get("hold") or 0)
             for item in intent.get("items", []):
                 template, number = item.get("template"), item.get("id")
                 if isinstance(template, str) and isinstance(number, int) and not isinstance(number, bool):
                     self.raise_counter(template, number)
+                self._recover_item(item, look, hold, result)
             self.clear_intent()
-            warnings.append("registry %s records a run that was interrupted before it finished; its devices "
-                            "were checked and counters kept above the numbers it used" % path)
-        adopted = []
-        for device in devices.values():
+            result.warnings.append("registry %s records a run that was interrupted before it finished; its "
+                                   "devices were checked and counters kept above the numbers it used" % path)
+        foreign = sorted(d.name for d in devices.values()
+                         if d.managed_kind is not None and d.mark and self.foreign(d.mark))
+        legacy_skipped = []
+        # Newest first: of two devices marked for one unrecorded lease, the later one is current.
+        for device in sorted(devices.values(), key=lambda d: -d.index):
             mark = device.mark
-            if mark is None or device.managed_kind is None:
+            if mark is None or device.managed_kind is None or self.foreign(mark):
+                continue
+            if mark.get("registry") is None and foreign:
+                legacy_skipped.append(device.name)
                 continue
             template = mark["template"]
             number = number_in(template, device.name)
             if recovered and number is not None:
                 self.raise_counter(template, number)
-            lease = mark["lease"]
-            if lease is None:
-                continue
-            record = self.lease(lease)
-            stale = (record is not None and recovered and record.get("netns") == netns
-                     and record["name"] != device.name)
-            if (record is None or stale) and self.holder(netns, device.name) in (None, lease):
-                self.adopt(lease, device, template, number, netns)
-                adopted.append(device.name)
-        if adopted:
-            warnings.append("adopted %d device(s) that the registry did not record (left by an interrupted "
-                            "run or a lost registry): %s" % (len(adopted), ", ".join(sorted(adopted))))
-        return warnings
+            if mark["lease"] is not None:
+                self._recover_marked(device, netns, look, recovered, hold, result)
+        if result.adopted:
+            result.warnings.append("adopted %d device(s) that the registry did not record (left by an interrupted "
+                                   "run or a lost registry): %s"
+                                   % (len(result.adopted), ", ".join(sorted(result.adopted))))
+        if foreign:
+            result.warnings.append("device(s) %s in %s carry the mark of another registry, not of registry %s (id "
+                                   "%s); they were left alone: a registry never adopts, changes or deletes another "
+                                   "registry's devices. Manage them with the registry that made them"
+                                   % (", ".join(foreign), _where(netns), path, self.registry_id))
+        for where, device, why in result.unexplained:
+            result.warnings.append("device %r in %s carries lease %r in a mark without a registry id, but %s; it "
+                                   "was left alone: delete it if no guest uses it"
+                                   % (device.name, _where(where), device.mark["lease"], why))
+        if legacy_skipped:
+            result.warnings.append("device(s) %s in %s carry a mark without a registry id, and devices of another "
+                                   "registry share that namespace, so they were not adopted; manage them with "
+                                   "the registry that made them" % (", ".join(sorted(legacy_skipped)), _where(netns)))
+        return result
+
+    def recovery_namespaces(self, devices: dict) -> set:
+        """The namespaces ``recover`` needs to see besides the target's (whose links are ``devices``)."""
+        found = set()
+        if self.intent:
+            found.update(item.get("netns") for item in self.intent.get("items", []))
+        for device in devices.values():
+            record = self.lease(device.mark["lease"]) if device.mark and device.mark["lease"] is not None else None
+            if record is not None:
+                found.add(record.get("netns"))
+        return found
+
+    def _recover_item(self, item: dict, look, hold: int, result: "Recovery") -> None:
+        """An intent item whose device exists carrying its lease's mark: that device is the lease's."""
+        lease, name, where = item.get("lease"), item.get("name"), item.get("netns")
+        devices = look(where)
+        if lease is None or devices is None:
+            return
+        device = devices.get(name)
+        if device is None or device.managed_kind is None or not self._marked_for(device, lease):
+            return
+        record = self.lease(lease)
+        if record is not None and record.get("netns") == where and record["name"] == name:
+            return
+        if record is not None:
+            self._give_up(lease, record, look, hold, result)
+        self.adopt(lease, device, item.get("template"), number_in(item.get("template"), name), where)
+        result.adopt(where, name)
+
+    def _recover_marked(self, device, netns, look, recovered: bool, hold: int, result: "Recovery") -> None:
+        lease = device.mark["lease"]
+        record = self.lease(lease)
+        if record is not None and record.get("netns") == netns and record["name"] == device.name:
+            return
+        if record is None and self.released_lease(lease):
+            result.orphan(netns, device, self.mine(device.mark), "its lease %r was released" % lease)
+            return
+        if self.holder(netns, device.name) not in (None, lease):
+            return  # the name is bound to another lease: not this device's to claim
+        current = self._recorded_device(lease, record, look) if record is not None else None
+        if current is not None and not (recovered and current is not device and device.index > current.index
+                                        and record.get("netns") == netns):
+            result.orphan(netns, device, self.mine(device.mark),
+                          "its lease %r is bound to %r" % (lease, record["name"]))
+            return
+        if record is not None:
+            self._give_up(lease, record, look, hold, result)
+        template = device.mark["template"]
+        self.adopt(lease, device, template, number_in(template, device.name), netns)
+        result.adopt(netns, device.name)
+
+    def _give_up(self, lease: str, record: dict, look, hold: int, result: "Recovery") -> None:
+        """``lease`` moves off ``record``'s device: hold its name back; a survivor is an orphan."""
+        old = self._recorded_device(lease, record, look)
+        if old is not None:
+            result.orphan(record.get("netns"), old, self.mine(old.mark),
+                          "its lease %r moved to the device made to replace it" % lease)
+        self.release(record["name"], record.get("template"), record.get("netns"), hold, lease=None)
+        self.unbind(lease)
+
+    def _recorded_device(self, lease: str, record: dict, look):
+        """The device ``record`` names, if it exists and still carries ``lease``'s mark."""
+        devices = look(record.get("netns"))
+        device = devices.get(record["name"]) if devices is not None else None
+        if device is None or device.managed_kind is None:
+            return None
+        return device if self._marked_for(device, lease) else None
+
+    def _marked_for(self, device, lease: str) -> bool:
+        mark = device.mark
+        return mark is not None and mark["lease"] == lease and not self.foreign(mark)
+
+    def released_lease(self, lease: str) -> bool:
+        return any(rec.get("lease") == lease for rec in self.state["released"].values())
+
+    # -- whose mark ----------------------------------------------------------
+    @property
+    def registry_id(self) -> str | None:
+        return self.state.get("registry_id")
+
+    def mine(self, mark: dict | None) -> bool:
+        return mark is not None and mark.get("registry") is not None and mark["registry"] == self.registry_id
+
+    def foreign(self, mark: dict | None) -> bool:
+        """A mark another registry wrote (a legacy mark, without an id, is not foreign)."""
+        return mark is not None and mark.get("registry") is not None and mark["registry"] != self.registry_id
 
     def adopt(self, lease: str, device, template: str | None, number: int | None, netns: str | None) -> None:
         """Bind ``lease`` to a device found carrying its mark."""

@@ -25,6 +25,11 @@ class InvalidName(ValueError):
     """A name or template the kernel would refuse (message is user-facing)."""
 
 
+def _is_control(byte: int) -> bool:
+    # The kernel accepts them, but `ip -j link` and other tools' JSON output break on them.
+    return byte < 0x20 or byte == 0x7F
+
+
 def _describe_byte(byte: int) -> str:
     if byte == 0x20:
         return "a space"
@@ -32,6 +37,8 @@ def _describe_byte(byte: int) -> str:
         return "a NUL byte"
     if byte in _SPACE_BYTES:
         return "the whitespace byte 0x%02X" % byte
+    if _is_control(byte):
+        return "the control byte 0x%02X" % byte
     return "'%s'" % chr(byte)
 
 
@@ -56,11 +63,16 @@ def _require_text(text, what: str) -> None:
 
 def _check_bytes(text: str, shown: str, what: str) -> bytes:
     """The UTF-8 bytes of ``text``; refuse the bytes the kernel refuses, naming ``shown``."""
-    raw = text.encode("utf-8", "surrogateescape")
+    try:
+        raw = text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidName("%s %r is not valid UTF-8 text (it holds a lone surrogate); interface names are "
+                          "UTF-8 text" % (what, shown))
     for byte in raw:
-        if byte in _FORBIDDEN_BYTES or byte == 0:
-            raise InvalidName("%s %r contains %s; interface names may not contain '/', ':' "
-                              "or whitespace" % (what, shown, _describe_byte(byte)))
+        if byte in _FORBIDDEN_BYTES or _is_control(byte):
+            raise InvalidName("%s %r contains %s; interface names may not contain '/', ':', "
+                              "whitespace or control characters (bytes below 0x20, 0x7F)"
+                              % (what, shown, _describe_byte(byte)))
     return raw
 
 

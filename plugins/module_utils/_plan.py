@@ -113,10 +113,11 @@ def _where(netns) -> str:
 
 
 class Planner:
-    def __init__(self, task, ledger, world):
+    def __init__(self, task, ledger, world, orphans=()):
         self.task = task
         self.ledger = ledger.copy()   # scratch: what the earlier items leave for the later ones
         self.world = world
+        self.orphans = list(orphans)  # (netns, device, why) from Ledger.recover: ours, explained by nothing
         self.gone: set = set()        # (netns, name) of devices an earlier item deletes
         self.allocators: dict = {}
         self.warnings: list = []
@@ -134,6 +135,7 @@ class Planner:
             action = self._plan_present(spec) if spec.state == "present" else self._plan_absent(spec)
             self._record(action)
             actions.append(action)
+        actions.extend(self._plan_orphans())
         named = {spec.lease for spec in self.task.devices if spec.lease}
         for origin, prefix in self.task.prefixes():
             for lease in self.ledger.leases_under(prefix):
@@ -145,6 +147,45 @@ class Planner:
                 self._record(action)
                 actions.append(action)
         return actions
+
+    def _plan_orphans(self) -> list:
+        """Delete the devices that carry this registry's mark for a lease bound elsewhere or released.
+
+        They are left by runs killed in the middle; keeping them would leave two devices for one
+        lease, or bring a released lease back. One that a process holds is only reported.
+        """
+        actions, deleted = [], []
+        for netns, device, why in self.orphans:
+            if (netns, device.name) in self.gone:
+                continue
+            held = self._orphan_held(netns, device)
+            if held:
+                self.warnings.append("device %r in %s carries this registry's mark for a lease it cannot explain "
+                                     "(%s), but it is in use (%s); it was left alone: stop that process, "
+                                     "or delete the device" % (device.name, _where(netns), why, held))
+                continue
+            removal = Removal(device.name, netns, device, None, device.mark["template"],
+                              node=self._node_of(netns, device.name, device.managed_kind))
+            action = Action(None, Kind.DELETE, device.name, netns=netns, device=device, removal=removal,
+                            template=device.mark["template"], origin="orphan")
+            self._record(action)
+            actions.append(action)
+            deleted.append("%s (%s)" % (device.name, why))
+        if deleted:
+            self.warnings.append("deleted %d device(s) left by an interrupted run that carried this registry's mark "
+                                 "for a lease it cannot explain: %s" % (len(deleted), "; ".join(deleted)))
+        return actions
+
+    def _orphan_held(self, netns, device) -> str | None:
+        """How a process holds an orphan, in words; None when nothing does (as far as is known yet)."""
+        if device.tun is None:
+            opened = self.world.chardev_holders(device)
+            return "%d open descriptor(s) of its character device" % opened if opened else None
+        pids = self.world.holders_of(netns, device.name)
+        if pids is None:
+            self.unchecked.append((netns, device.name))   # looked up, then planned again
+            return _in_use_detail(device, ()) if device.in_use else None
+        return _in_use_detail(device, pids) if device.in_use or pids else None
 
     def _record(self, action: Action) -> None:
         for removal in (action.replaces, action.removal):
@@ -189,6 +230,7 @@ class Planner:
         device = self._device(self.task.netns, spec.name)
         if device is None:
             return self._new(spec)
+        self._refuse_foreign(spec, device)
         problem = self._kind_difference(spec, device)
         if problem:
             raise PlanError("%s: the existing device %r %s; it was left untouched"
@@ -217,6 +259,7 @@ class Planner:
             raise PlanError("%s: %r is %s, not a %s device; refusing to delete it%s"
                             % (spec.label(), spec.name, describe(device), _kind_words(spec.kind),
                                "; give kind: %s to remove it" % device.managed_kind if device.managed_kind else ""))
+        self._refuse_foreign(spec, device)
         self._check_not_in_use(spec.label(), device, spec.force, self.task.netns)
         template = device.mark["template"] if device.mark else None
         removal = Removal(spec.name, self.task.netns, device, None, template,
@@ -295,10 +338,16 @@ class Planner:
             raise PlanError("%s: device %r is in use (%s); stop the process holding it, or set force: true "
                             "to delete it anyway" % (label, device.name, _in_use_detail(device, pids)))
 
-    @staticmethod
-    def _ours(device, lease) -> bool:
-        # Only a device marked with this lease; a tap someone made under a freed name is not ours.
-        return device.mark is not None and device.mark["lease"] == lease
+    def _ours(self, device, lease) -> bool:
+        # Only a device marked with this lease by this registry (or by one from before registries had
+        # ids); a tap someone made under a freed name, or another registry's, is not ours.
+        return device.mark is not None and device.mark["lease"] == lease and not self.ledger.foreign(device.mark)
+
+    def _refuse_foreign(self, spec, device) -> None:
+        if device.managed_kind is not None and self.ledger.foreign(device.mark):
+            raise PlanError("%s: device %r carries the mark of another registry (lease %r); this registry never "
+                            "changes or deletes another registry's devices: manage it with the registry that "
+                            "made it, or use another name" % (spec.label(), device.name, device.mark["lease"]))
 
     def _compatible(self, spec, record: dict) -> bool:
         if record.get("netns") != self.task.netns or record.get("mode") != spec.mode:
@@ -497,7 +546,7 @@ class Planner:
         elif spec.kind == MACVTAP:
             self._reconcile_node(device, spec, changes)
         if spec.lease is not None or template is not None:
-            mark = encode_mark(spec.lease, template)
+            mark = encode_mark(spec.lease, template, self.ledger.registry_id)
             if device.alias != mark:
                 changes["alias"] = mark
         lease_changed = False

@@ -15,12 +15,20 @@ import contextlib
 import copy
 import errno
 import fcntl
+import hashlib
 import json
+import math
 import os
+import signal
 import stat
+import threading
 import time
 
-from ansible_collections.netdev.tuntap.plugins.module_utils._ledger import SCHEMA_VERSION, Ledger, empty_state
+from ansible_collections.netdev.tuntap.plugins.module_utils._ledger import (
+    ID_LIMIT, SCHEMA_VERSION, Ledger, empty_state)
+from ansible_collections.netdev.tuntap.plugins.module_utils._marks import REGISTRY_ID_LENGTH, is_registry_id
+
+DEFAULT_LOCK_TIMEOUT = 60
 
 
 class RegistryError(Exception):
@@ -49,8 +57,55 @@ def _optional(value, kind: type) -> bool:
     return isinstance(value, kind)
 
 
+def _netns_field(value) -> bool:
+    """None (the host's) or a name that can be an entry of /run/netns."""
+    return value is None or (isinstance(value, str) and value not in ("", ".", "..") and "/" not in value
+                             and "\0" not in value)
+
+
+def _name_field(value) -> bool:
+    return isinstance(value, str) and 0 < len(value.encode("utf-8", "surrogateescape")) <= 15
+
+
+def _id_field(value) -> bool:
+    return value is None or (isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= ID_LIMIT)
+
+
+def _check_lease(key, lease) -> None:
+    _require(isinstance(lease, dict) and _name_field(lease.get("name")), "lease %r has no device name" % key)
+    _require(all(_optional(lease.get(field), str) for field in ("template", "mode"))
+             and lease.get("mode") in (None, "tap", "tun") and _netns_field(lease.get("netns"))
+             and _id_field(lease.get("id")) and _optional(lease.get("multi_queue"), bool)
+             and (lease.get("since") is None or _is_number(lease.get("since")))
+             and _optional(lease.get("ifindex"), int) and _optional(lease.get("boot_id"), str)
+             and _optional(lease.get("netns_inode"), int),
+             "lease %r has a field of the wrong type" % key)
+
+
+def _check_released(name, record) -> None:
+    _require(isinstance(record, dict) and _is_number(record.get("at")) and _id_field(record.get("hold"))
+             and _optional(record.get("template"), str) and _netns_field(record.get("netns"))
+             and _optional(record.get("lease"), str),
+             "released name %r is not an object of {at: time, hold, template, netns, lease}" % name)
+
+
+def _check_intent(intent) -> None:
+    shape = ("'intent' is neither null nor an object with a list of 'items' (lease, name, template, id, "
+             "netns, replaces)")
+    if intent is None:
+        return
+    _require(isinstance(intent, dict) and isinstance(intent.get("items"), list), shape)
+    _require(_netns_field(intent.get("netns")) and _id_field(intent.get("hold"))
+             and (intent.get("started") is None or _is_number(intent.get("started"))), shape)
+    for item in intent["items"]:
+        _require(isinstance(item, dict) and _optional(item.get("lease"), str) and _name_field(item.get("name"))
+                 and _optional(item.get("template"), str) and _id_field(item.get("id"))
+                 and _netns_field(item.get("netns")) and _optional(item.get("replaces"), str), shape)
+
+
 def parse_state(text: str) -> dict:
-    """Parse and structurally check a registry document; raise CorruptRegistry if it is not one."""
+    """Parse and check every field of a registry document the code relies on; raise
+    CorruptRegistry if it is not one (times are checked against the clock by ``check_times``)."""
     if not text.strip():
         raise CorruptRegistry("the file is empty")
     try:
@@ -67,58 +122,222 @@ def parse_state(text: str) -> dict:
         raise RegistryError("registry schema version %d is newer than this module understands (%d); "
                             "upgrade the netdev.tuntap collection" % (version, SCHEMA_VERSION))
     _require(version == SCHEMA_VERSION, "unknown schema version %r" % version)
+    registry_id = data.get("registry_id")
+    _require(registry_id is None or is_registry_id(registry_id),
+             "'registry_id' is not %d lower-case hex digits" % REGISTRY_ID_LENGTH)
     counters = data.get("counters")
     _require(isinstance(counters, dict) and all(
-        isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) for k, v in counters.items()),
+        isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) and -1 <= v <= ID_LIMIT
+        for k, v in counters.items()),
         "'counters' is not an object of template -> integer")
     leases = data.get("leases")
     _require(isinstance(leases, dict), "'leases' is not an object")
     for key, lease in leases.items():
-        _require(isinstance(lease, dict) and isinstance(lease.get("name"), str),
-                 "lease %r has no device name" % key)
-        _require(all(_optional(lease.get(field), str) for field in ("template", "netns", "mode"))
-                 and _optional(lease.get("id"), int) and _optional(lease.get("multi_queue"), bool)
-                 and _optional(lease.get("ifindex"), int) and _optional(lease.get("boot_id"), str)
-                 and _optional(lease.get("netns_inode"), int),
-                 "lease %r has a field of the wrong type" % key)
+        _check_lease(key, lease)
     released = data.get("released")
-    _require(isinstance(released, dict) and all(
-        isinstance(v, dict) and _is_number(v.get("at")) and _optional(v.get("hold"), int)
-        for v in released.values()),
-        "'released' is not an object of name -> {at: time}")
+    _require(isinstance(released, dict), "'released' is not an object of name -> {at: time}")
+    for name, record in released.items():
+        _check_released(name, record)
     intent = data.get("intent")
-    _require(intent is None or (isinstance(intent, dict) and isinstance(intent.get("items"), list)
-                                and all(isinstance(item, dict) for item in intent["items"])),
-             "'intent' is neither null nor an object with a list of 'items'")
-    return {"version": SCHEMA_VERSION, "counters": counters, "leases": leases,
+    _check_intent(intent)
+    return {"version": SCHEMA_VERSION, "registry_id": registry_id, "counters": counters, "leases": leases,
             "released": released, "intent": intent}
+
+
+def check_times(state: dict, now: float) -> list:
+    """Repair times that cannot be right, in place; return what was repaired, in words.
+
+    A release time that is not finite, or later than now by more than its hold (clocks step
+    back a little, never by the hold), would hold a name forever: it is taken as now, so the
+    name is held once more for its hold and then freed. A binding's age (``since``) and an
+    intent's start only inform: a bad one is dropped.
+    """
+    repaired = []
+    for name, record in sorted(state["released"].items()):
+        at = record["at"]
+        if not math.isfinite(at) or at - now > (record.get("hold") or 0):
+            repaired.append("the release time of %r (%r) is %s; it was reset to now, so the name is held for its "
+                            "hold once more" % (name, at, "not finite" if not math.isfinite(at) else "in the future"))
+            record["at"] = now
+    for key, lease in sorted(state["leases"].items()):
+        since = lease.get("since")
+        if since is not None and (not math.isfinite(since) or since > now + 86400):
+            repaired.append("the binding time of lease %r (%r) is impossible; it was reset to now" % (key, since))
+            lease["since"] = now
+    intent = state.get("intent")
+    if intent and intent.get("started") is not None and not math.isfinite(intent["started"]):
+        intent["started"] = now
+    return repaired
 
 
 def dump_state(state: dict) -> bytes:
     return (json.dumps(state, indent=1, sort_keys=True) + "\n").encode("utf-8")
 
 
-def _writable_by_non_root(st: os.stat_result) -> bool:
-    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+def derived_registry_id(path: str) -> str:
+    """The id a registry at ``path`` starts with (then it is what the file says).
+
+    Derived from the path, not random: a registry lost with its previous generation and
+    rebuilt at the same path must still recognise its own devices by their marks.
+    """
+    digest = hashlib.sha256(("netdev.tuntap registry " + path).encode("utf-8", "surrogateescape")).hexdigest()
+    return digest[:REGISTRY_ID_LENGTH]
+
+
+def _trusted_uids() -> set:
+    return {0, os.geteuid()}
+
+
+def _file_type(st: os.stat_result) -> str:
+    mode = st.st_mode
+    for test, what in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISCHR, "a character device node"), (stat.S_ISBLK, "a block device node"),
+                       (stat.S_ISLNK, "a symlink"), (stat.S_ISREG, "a regular file")):
+        if test(mode):
+            return what
+    return "not a regular file"
+
+
+def _shared(st: os.stat_result, sticky_ok: bool = False) -> bool:
+    """Someone other than root (or the user running the module) owns it or can write to it."""
+    if st.st_uid not in _trusted_uids():
         return True
-    return st.st_uid != 0 and bool(st.st_mode & stat.S_IWUSR)
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        # /tmp-like: others may add entries, but only the owner can rename or remove ours.
+        return not (sticky_ok and st.st_mode & stat.S_ISVTX and st.st_uid == 0)
+    return False
+
+
+def _refuse_shared(kind: str, path: str, st: os.stat_result) -> RegistryError:
+    return RegistryError(
+        "registry %s %s is writable by someone other than root (mode %04o, owner uid %d); refusing it because "
+        "another user could forge allocations. Allowed: owned by root or by the user running the module (uid %d), "
+        "not group- or world-writable; fix it with: chown root %s && chmod go-w %s"
+        % (kind, path, stat.S_IMODE(st.st_mode), st.st_uid, os.geteuid(), path, path))
 
 
 def _check_not_symlink_or_shared(path: str, kind: str) -> os.stat_result | None:
-    """lstat ``path`` and refuse it if it is a symlink or writable by anyone but root."""
+    """lstat ``path`` and refuse it if it is a symlink or anyone but root (or us) owns or can write it."""
     try:
         st = os.lstat(path)
     except FileNotFoundError:
         return None
+    except NotADirectoryError:
+        raise RegistryError("registry %s %s cannot exist: a directory on its path is not a directory" % (kind, path))
     if stat.S_ISLNK(st.st_mode):
         raise RegistryError("registry %s %s is a symlink; refusing to follow it (a link lets another "
                             "user redirect root's writes)" % (kind, path))
-    if _writable_by_non_root(st):
-        raise RegistryError("registry %s %s is writable by someone other than root (mode %04o, owner "
-                            "uid %d); refusing it because another user could forge allocations. Allowed: "
-                            "owned by root, not group- or world-writable"
-                            % (kind, path, stat.S_IMODE(st.st_mode), st.st_uid))
+    if _shared(st):
+        raise _refuse_shared(kind, path, st)
     return st
+
+
+def _ancestors(path: str) -> list:
+    """"/a/b/c" -> ["/", "/a", "/a/b"]."""
+    found = []
+    while True:
+        parent = os.path.dirname(path)
+        if parent == path:
+            return list(reversed(found))
+        found.append(parent)
+        path = parent
+
+
+def _check_ancestors(directory: str) -> None:
+    """Every directory above the registry's own, as written and as symlinks resolve: none may be
+    changed by anyone but root (or us), or the registry could be swapped from under it."""
+    for ancestor in _ancestors(directory):
+        try:
+            st = os.lstat(ancestor)
+        except FileNotFoundError:
+            return  # made by us, 0700
+        if stat.S_ISLNK(st.st_mode):
+            if st.st_uid not in _trusted_uids():
+                raise RegistryError("directory %s on the registry's path is a symlink owned by uid %d; refusing to "
+                                    "follow it: use a path without it, or have root own it" % (ancestor, st.st_uid))
+            target = os.path.realpath(ancestor)
+            for resolved in _ancestors(target) + [target]:
+                _check_ancestor(resolved, os.stat(resolved), " (where the symlink %s leads)" % ancestor)
+        elif not stat.S_ISDIR(st.st_mode):
+            raise RegistryError("%s on the registry's path is %s, not a directory" % (ancestor, _file_type(st)))
+        else:
+            _check_ancestor(ancestor, st, "")
+
+
+def _check_ancestor(path: str, st: os.stat_result, via: str) -> None:
+    if _shared(st, sticky_ok=True):
+        raise RegistryError(
+            "directory %s%s on the registry's path can be changed by someone other than root (mode %04o, owner uid "
+            "%d), who could then replace the registry; fix it with: chown root %s && chmod go-w %s, or choose a "
+            "registry path under directories only root can change" % (path, via, stat.S_IMODE(st.st_mode), st.st_uid,
+                                                                      path, path))
+
+
+class _LockWaitOver(Exception):
+    pass
+
+
+def _alarm(_signum, _frame):
+    raise _LockWaitOver()
+
+
+def _flock(fd: int, timeout: int) -> bool:
+    """Take an exclusive flock on ``fd`` within ``timeout`` seconds; False when it stayed taken.
+
+    The wait blocks in the kernel (waiters are woken together, so none is starved by others
+    polling) under a SIGALRM timer; where a timer cannot be used (not the main thread, or one
+    already running) it polls instead.
+    """
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        if timeout <= 0:
+            return False
+    if threading.current_thread() is threading.main_thread() and signal.getitimer(signal.ITIMER_REAL)[0] == 0:
+        previous = signal.signal(signal.SIGALRM, _alarm)
+        taken = False
+        try:
+            try:
+                signal.setitimer(signal.ITIMER_REAL, timeout)
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                taken = True
+            except _LockWaitOver:
+                pass  # taken stays False; if the lock was got in that instant, closing the fd drops it
+        finally:
+            while True:
+                try:
+                    signal.setitimer(signal.ITIMER_REAL, 0)
+                    signal.signal(signal.SIGALRM, previous)
+                    break
+                except _LockWaitOver:
+                    continue  # the timer fired just now: it is off once this loop ends
+        return taken
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        time.sleep(0.01)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            continue
+    return False
+
+
+def lock_holders(st: os.stat_result, locks_path: str = "/proc/locks") -> list:
+    """PIDs holding a lock on the file ``st`` describes, as /proc/locks tells (may be empty)."""
+    wanted = "%02x:%02x:%d" % (os.major(st.st_dev), os.minor(st.st_dev), st.st_ino)
+    pids = []
+    try:
+        with open(locks_path, encoding="ascii", errors="replace") as locks:
+            for line in locks:
+                fields = line.split()
+                # "1: FLOCK  ADVISORY  WRITE 1234 00:2a:5678 0 EOF"; waiters are "1: -> FLOCK ..."
+                if len(fields) >= 6 and fields[1] != "->" and fields[5] == wanted and fields[4].isdigit():
+                    pids.append(int(fields[4]))
+    except OSError:
+        pass
+    return sorted(set(pids))
 
 
 class Registry:
@@ -127,11 +346,12 @@ class Registry:
     In check mode nothing on disk is created, locked, moved or written.
     """
 
-    def __init__(self, path: str, check_mode: bool = False, clock=time.time):
+    def __init__(self, path: str, check_mode: bool = False, clock=time.time, lock_timeout: int = DEFAULT_LOCK_TIMEOUT):
         self.path = os.path.abspath(path)
         self.directory = os.path.dirname(self.path)
         self.check_mode = check_mode
         self.clock = clock
+        self.lock_timeout = lock_timeout
         self.warnings: list[str] = []
         self.recovered = False
         self.ledger = Ledger(empty_state(), clock)
@@ -151,32 +371,59 @@ class Registry:
                 # and our mkdir is trusted only if it passes too.
                 self._check_paths()
                 self._remove_stale_temporaries()
-            self.ledger = Ledger(self._load(), self.clock)
+            state = self._load()
         except BaseException:
             self._unlock()
             raise
-        # A rebuilt registry differs from what is on disk (nothing, or a bad file): write it back.
-        self._saved = None if self.recovered else copy.deepcopy(self.ledger.state)
+        new = state is None
+        state = state or empty_state()
+        missing_id = state["registry_id"] is None
+        if missing_id:
+            state["registry_id"] = derived_registry_id(self.path)
+        repaired = check_times(state, self.clock())
+        if repaired:
+            self.warnings.append("registry %s held impossible times: %s" % (self.path, "; ".join(repaired)))
+        # What is on disk needs no write until the run records something; but a rebuilt file, repaired
+        # times and a file from before registries had ids (it gets its id) are written back.
+        if self.recovered or repaired or (missing_id and not new):
+            self._saved = None
+        else:
+            self._saved = copy.deepcopy(state)
+        self.ledger = Ledger(state, self.clock)
         return self
 
     def __exit__(self, *exc) -> None:
         self._unlock()
 
+    def _companions(self) -> tuple:
+        return (("file", self.path), ("previous generation", self.path + ".prev"),
+                ("lock", self.path + ".lock"))
+
     def _check_paths(self) -> None:
+        _check_ancestors(self.directory)
         st = _check_not_symlink_or_shared(self.directory, "directory")
         if st is not None and not stat.S_ISDIR(st.st_mode):
             raise RegistryError("registry directory %s is not a directory" % self.directory)
-        st = _check_not_symlink_or_shared(self.path, "file")
-        if st is not None and not stat.S_ISREG(st.st_mode):
-            raise RegistryError("registry file %s is not a regular file" % self.path)
+        if st is None:
+            return
+        for kind, path in self._companions():
+            st = _check_not_symlink_or_shared(path, kind)
+            if st is not None and not stat.S_ISREG(st.st_mode):
+                raise RegistryError("registry %s %s is %s, not a regular file; this module makes only regular "
+                                    "files there: remove it (or move it away) and run again"
+                                    % (kind, path, _file_type(st)))
 
     def _remove_stale_temporaries(self) -> None:
-        """Temporary files of runs killed mid-write (every write happens under the lock we hold)."""
+        """Temporary files of runs killed mid-write (every write happens under the lock we hold).
+
+        Anything else under such a name (a FIFO, a device node) is removed too, never opened;
+        a directory there is refused when a write needs its name.
+        """
         base = os.path.basename(self.path)
         prefixes = (base + ".tmp-", base + ".prev-")
         with os.scandir(self.directory) as entries:
             stale = [entry.path for entry in entries
-                     if entry.name.startswith(prefixes) and entry.is_file(follow_symlinks=False)]
+                     if entry.name.startswith(prefixes) and not entry.is_dir(follow_symlinks=False)]
         for path in stale:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
@@ -195,14 +442,27 @@ class Registry:
             os.chmod(directory, 0o700)  # the umask may have taken bits we asked for: be exact
 
     def _lock(self) -> None:
-        flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+        lock = self.path + ".lock"
+        flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
         try:
-            self._lock_fd = os.open(self.path + ".lock", flags, 0o600)
+            self._lock_fd = os.open(lock, flags, 0o600)
         except OSError as exc:
             if exc.errno == errno.ELOOP:
-                raise RegistryError("registry lock %s.lock is a symlink; refusing it" % self.path)
-            raise RegistryError("cannot open registry lock %s.lock: %s" % (self.path, exc.strerror))
-        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+                raise RegistryError("registry lock %s is a symlink; refusing it" % lock)
+            raise RegistryError("cannot open registry lock %s: %s" % (lock, exc.strerror))
+        st = os.fstat(self._lock_fd)
+        if not stat.S_ISREG(st.st_mode):
+            self._unlock()
+            raise RegistryError("registry lock %s is %s, not a regular file; remove it and run again"
+                                % (lock, _file_type(st)))
+        if not _flock(self._lock_fd, self.lock_timeout):
+            holders = lock_holders(st)
+            self._unlock()
+            raise RegistryError(
+                "the registry lock %s is still held by another run after lock_timeout %d s (%s); wait for it "
+                "to finish, or raise lock_timeout. A run that never ends holds it until it is stopped"
+                % (lock, self.lock_timeout, "held by PID %s" % ", ".join(map(str, holders)) if holders
+                   else "the holder's PID is not visible here"))
 
     def _unlock(self) -> None:
         if self._lock_fd is not None:
@@ -210,17 +470,27 @@ class Registry:
             self._lock_fd = None
 
     # -- reading and recovery -------------------------------------------
-    def _read(self, path: str) -> str | None:
+    def _read(self, path: str, kind: str) -> str | None:
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            # O_NONBLOCK: a FIFO put there must not block the run (and every run after it, behind the lock).
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
         except FileNotFoundError:
             return None
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise RegistryError("registry %s %s is a symlink; refusing to follow it" % (kind, path))
+            raise
         with os.fdopen(fd, "rb") as handle:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise RegistryError("registry %s %s is %s, not a regular file; remove it (or move it away) and run "
+                                    "again" % (kind, path, _file_type(st)))
             return handle.read().decode("utf-8", "replace")
 
-    def _load(self) -> dict:
+    def _load(self) -> dict | None:
+        """The state on disk; None for a registry that does not exist yet."""
         try:
-            text = self._read(self.path)
+            text = self._read(self.path, "file")
         except OSError as exc:
             return self._recover("it could not be read (%s)" % exc.strerror)
         if text is None:
@@ -228,7 +498,7 @@ class Registry:
                 # Our writes replace the file atomically, so a missing file beside a previous
                 # generation means it was lost, not that the registry is new.
                 return self._recover("the file is missing", move_aside=False)
-            return empty_state()
+            return None
         try:
             return parse_state(text)
         except CorruptRegistry as exc:
@@ -239,11 +509,11 @@ class Registry:
         base = empty_state()
         source = "nothing (no usable previous generation)"
         try:
-            prev = self._read(self.path + ".prev")
+            prev = self._read(self.path + ".prev", "previous generation")
             if prev is not None:
                 base = parse_state(prev)
                 source = "the previous generation %s.prev" % self.path
-        except (OSError, CorruptRegistry, RegistryError):
+        except (OSError, CorruptRegistry):
             pass
         if self.check_mode:
             self.warnings.append("registry %s is unusable: %s. A real run would move it aside and rebuild "
@@ -278,24 +548,40 @@ class Registry:
             return
         data = dump_state(self.ledger.state)
         tmp = "%s.tmp-%d" % (self.path, os.getpid())
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        with contextlib.suppress(FileNotFoundError, IsADirectoryError, PermissionError):
+            os.unlink(tmp)  # ours, from an earlier write of this process that failed
+        try:
+            # O_EXCL: never open what is there (a FIFO would block, a device node would be written to).
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        except FileExistsError:
+            raise RegistryError("registry temporary file %s exists and is not a file this module can replace "
+                                "(a directory?); remove it and run again" % tmp)
         try:
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view):]
             os.fsync(fd)
-        finally:
+        except BaseException:
             os.close(fd)
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)  # a full disk must not keep the space of a half-written copy
+            raise
+        os.close(fd)
         # The previous generation is the registry as it was before this run: only the run's first
         # write keeps the old file. A later write (the result after the intent) replaces the
         # intent, which a recovery must not take for a run that never finished.
-        if self.writes == 0 and os.path.exists(self.path):
-            prev_tmp = "%s.prev-%d" % (self.path, os.getpid())
-            if os.path.lexists(prev_tmp):
-                os.unlink(prev_tmp)
-            os.link(self.path, prev_tmp)
-            os.replace(prev_tmp, self.path + ".prev")
-        os.replace(tmp, self.path)
+        try:
+            if self.writes == 0 and os.path.exists(self.path):
+                prev_tmp = "%s.prev-%d" % (self.path, os.getpid())
+                if os.path.lexists(prev_tmp):
+                    os.unlink(prev_tmp)
+                os.link(self.path, prev_tmp)
+                os.replace(prev_tmp, self.path + ".prev")
+            os.replace(tmp, self.path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
         self._fsync_directory()
         self._saved = copy.deepcopy(self.ledger.state)
         self.writes += 1

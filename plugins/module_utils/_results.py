@@ -198,10 +198,11 @@ def settings_diff(action, before_device, before_by_index: dict, after: dict, wor
 
 
 def report(task, actions: list, before: dict, after: dict, warnings: list, diff: bool, predicted: bool,
-           ports=(None, None)) -> dict:
+           ports=(None, None), adopted=()) -> dict:
     """The task's result. ``before``/``after``: the target namespace's links by name, before the
     run and after it (the same for check mode, whose changes are predicted from the actions);
-    ``ports``: the snapshots (_world.World) their bridge ports are read from, before and after."""
+    ``ports``: the snapshots (_world.World) their bridge ports are read from, before and after.
+    ``adopted``: devices the registry took in from their marks (a change of the registry)."""
     world_before, world_after = ports
     by_index = {link.index: link.name for link in after.values()}
     before_by_index = {link.index: link.name for link in before.values()}
@@ -214,11 +215,11 @@ def report(task, actions: list, before: dict, after: dict, warnings: list, diff:
         if diff:
             old = before.get(action.device.name) if action.device is not None else None
             diffs.append(settings_diff(action, old, before_by_index, devices[-1], world_before))
-    pruned = [a.removal.lease for a in actions if a.spec is None]
+    pruned = [a.removal.lease for a in actions if a.spec is None and a.origin != "orphan"]
     if predicted and any(a.allocated and a.kind is Kind.CREATE for a in actions):
         warnings = warnings + ["check mode: predicted names may differ in a real run if another run allocates "
                                "from the same registry in the meantime"]
-    result = {"changed": any(a.changed for a in actions), "warnings": warnings}
+    result = {}
     if task.batch:
         result["devices"] = devices
         result["pruned"] = pruned
@@ -228,4 +229,7 @@ def report(task, actions: list, before: dict, after: dict, warnings: list, diff:
         result.update(devices[0])
         if diff:
             result["diff"] = diffs[0]
+    # The task changed if any action did, orphans deleted included, or the registry took devices in.
+    result.update(changed=bool(adopted) or any(a.changed for a in actions), warnings=warnings,
+                  adopted=sorted(adopted))
     return result

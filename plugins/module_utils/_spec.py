@@ -12,6 +12,7 @@ happens before anything is changed.
 from __future__ import annotations
 
 import grp
+import math
 import pwd
 from dataclasses import dataclass, field
 
@@ -26,11 +27,14 @@ from ansible_collections.netdev.tuntap.plugins.module_utils._names import (
     InvalidName, is_template, validate_name, validate_template)
 from ansible_collections.netdev.tuntap.plugins.module_utils._kernel._netns import NetnsError, validate_netns_name
 from ansible_collections.netdev.tuntap.plugins.module_utils._values import (
-    MTU_RANGE, external_ids_problem, lease_problem, mac_problem, normalize_mac, parse_trunk, vlan_problem)
+    MTU_RANGE, external_ids_problem, is_utf8_text, lease_problem, mac_problem, normalize_mac, parse_trunk,
+    vlan_problem)
 
 DEFAULT_REGISTRY = "/var/lib/netdev_tuntap/registry.json"
+DEFAULT_LOCK_TIMEOUT = 60
 TXQUEUELEN_RANGE = (1, 2 ** 31 - 1)
 ID_LIMIT = 2 ** 31 - 1
+MAX_LOCK_TIMEOUT = 86400  # a day: longer is a hang, not a wait
 
 DEVICE_OPTIONS = dict(
     name=dict(type="str"),
@@ -65,6 +69,7 @@ TASK_OPTIONS = dict(
     registry=dict(type="path", default=DEFAULT_REGISTRY),
     max_id=dict(type="int", default=99999),
     reuse_delay=dict(type="int", default=3600),
+    lock_timeout=dict(type="int", default=DEFAULT_LOCK_TIMEOUT),
     # The items are checked by parse_device, not by AnsibleModule: its messages do not say which
     # item is wrong, and a batch's failure must name the index (the suboptions are documented).
     devices=dict(type="list", elements="dict"),
@@ -139,6 +144,7 @@ class TaskSpec:
     remove_prefixes: list = field(default_factory=list)
     ovs_db: str | None = None
     ovs_timeout: int = 10
+    lock_timeout: int = DEFAULT_LOCK_TIMEOUT
 
     def prefixes(self) -> list:
         """(origin, prefix) of every lease prefix whose leases this task removes."""
@@ -158,7 +164,23 @@ def _validated(validator, raw: dict, where: str, allowed_what: str) -> dict:
     An option given as None counts as not given (it takes its default), as in a role that
     passes ``omit``-less nulls through.
     """
-    result = validator.validate({key: value for key, value in raw.items() if value is not None})
+    for key, value in raw.items():
+        kind = validator.argument_spec.get(key, {}).get("type", "raw")
+        number = value
+        if isinstance(value, str) and kind == "int":
+            try:
+                number = float(value)
+            except ValueError:
+                continue
+        if isinstance(number, float) and not math.isfinite(number):
+            # Ansible's int conversion raises OverflowError on these ("inf", 1e400) instead of a message.
+            raise SpecError("%s%s is %r, which is not a finite number; allowed: a value of type %s"
+                            % (where, key, value, kind))
+    try:
+        result = validator.validate({key: value for key, value in raw.items() if value is not None})
+    except (OverflowError, ValueError) as exc:
+        raise SpecError("%sa value could not be converted to its option's type (%s); allowed: the types in "
+                        "ansible-doc netdev.tuntap.tap_device" % (where, exc))
     for error in result.errors:
         if isinstance(error, UnsupportedError):
             unknown = sorted(set(raw) - set(validator.argument_spec))
@@ -381,6 +403,20 @@ def _parse_item(item, index: int, max_id: int) -> DeviceSpec:
 def _prefix(value, option: str) -> str:
     if not value:
         raise SpecError("%s must not be empty: it would remove every lease in the registry" % option)
+    if "\0" in value or not is_utf8_text(value):
+        raise SpecError("%s %r contains a NUL byte or a lone surrogate; no lease can contain one" % (option, value))
+    return value
+
+
+def _registry_path(value) -> str:
+    if not value:
+        return DEFAULT_REGISTRY
+    if "\0" in value:
+        raise SpecError("registry %r contains a NUL byte, which no file path can hold; give a path such as %s"
+                        % (value, DEFAULT_REGISTRY))
+    if not is_utf8_text(value):
+        raise SpecError("registry %r is not valid UTF-8 text (it holds a lone surrogate); give a path such as %s"
+                        % (value, DEFAULT_REGISTRY))
     return value
 
 
@@ -389,6 +425,8 @@ def parse_task(params: dict) -> TaskSpec:
     values = _validated(_TASK_VALIDATOR, params, "", "an option of tap_device")
     max_id = _in_range(values["max_id"], "max_id", 0, ID_LIMIT)
     reuse_delay = _in_range(values["reuse_delay"], "reuse_delay", 0, ID_LIMIT)
+    lock_timeout = _in_range(values["lock_timeout"], "lock_timeout", 0, MAX_LOCK_TIMEOUT)
+    registry = _registry_path(values["registry"])
     netns = values["netns"]
     if netns is not None:
         try:
@@ -425,6 +463,7 @@ def parse_task(params: dict) -> TaskSpec:
         raise SpecError("remove_prefixes needs the batch form: give it alone, or with devices instead of %s"
                         % given[0])
     ovs_timeout = _in_range(values["ovs_timeout"], "ovs_timeout", 1, 3600)
-    return TaskSpec(netns=netns, registry=values["registry"] or DEFAULT_REGISTRY, max_id=max_id,
+    return TaskSpec(netns=netns, registry=registry, max_id=max_id,
                     reuse_delay=reuse_delay, prune_prefix=prune_prefix, devices=specs, batch=batch,
-                    remove_prefixes=remove_prefixes, ovs_db=values["ovs_db"] or None, ovs_timeout=ovs_timeout)
+                    remove_prefixes=remove_prefixes, ovs_db=values["ovs_db"] or None, ovs_timeout=ovs_timeout,
+                    lock_timeout=lock_timeout)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 
 MTU_RANGE = (68, 65535)
-MAX_LEASE_LENGTH = 200
+MAX_LEASE_LENGTH = 176  # the longest that fits in the mark (with its registry id) with any template
 
 _MAC = re.compile(r"\A[0-9a-fA-F]{2}([:-])[0-9a-fA-F]{2}(\1[0-9a-fA-F]{2}){4}\Z")
 
@@ -58,8 +58,17 @@ def has_control_characters(text: str) -> bool:
     return any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in text)
 
 
+def is_utf8_text(text: str) -> bool:
+    """False for text holding lone surrogates, which no file, alias or JSON reader takes."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def lease_problem(text: str) -> str | None:
-    if not text or len(text) > MAX_LEASE_LENGTH or has_control_characters(text):
+    if not text or len(text) > MAX_LEASE_LENGTH or has_control_characters(text) or not is_utf8_text(text):
         return ("is not a valid lease: use 1 to %d printable characters (e.g. 'web1/net0')"
                 % MAX_LEASE_LENGTH)
     return None

@@ -74,7 +74,7 @@ options:
     default: present
   lease:
     description:
-      - A free-form stable key (1 to 200 printable characters, for example V(web1/net0)) that binds the
+      - A free-form stable key (1 to 176 printable characters, for example V(web1/net0)) that binds the
         allocated name to its consumer.
       - An incompatible change to a leased device (template, literal name, O(mode), O(multi_queue),
         O(netns)) replaces it with a newly allocated device.
@@ -245,11 +245,24 @@ options:
     description:
       - Path of the allocation registry (versioned JSON). Missing directories are created with mode 0700,
         the file with 0600; an existing directory is never changed.
-      - A registry whose directory or file is a symlink or writable by anyone but root is refused.
+      - A registry whose file or directory is a symlink, is not a regular file (or directory), or is owned
+        by or writable for anyone but root (or the user running the module), is refused; so is any directory
+        on its path that such a user could change (a world-writable directory counts only with the sticky
+        bit and owned by root). The same holds for V(registry.json.prev) and V(registry.json.lock) beside it.
       - An unreadable or corrupt registry is moved aside (V(registry.json.corrupt-TIMESTAMP)) and rebuilt
         from the previous generation (V(registry.json.prev)) and the devices present, with a warning.
+      - Each registry has an identifier, stored in the file, that the marks of its devices carry; a device
+        marked by another registry is never adopted, changed or deleted, only reported.
     type: path
     default: /var/lib/netdev_tuntap/registry.json
+  lock_timeout:
+    description:
+      - Seconds to wait for the registry lock, held by another run of this module on the same registry.
+        When it expires the task fails, naming the lock file and, when the system tells, the process
+        holding it.
+      - V(0) does not wait at all. At most V(86400).
+    type: int
+    default: 60
   max_id:
     description:
       - The highest number used before wrapping to 0. A template whose rendering of O(max_id) would not fit
@@ -660,6 +673,15 @@ pruned:
   type: list
   elements: str
   sample: ["db1/net2"]
+adopted:
+  description:
+    - Devices this run took into the registry from the marks they carry (left by a run that was killed or
+      failed to record them, or found after the registry was rebuilt); a non-empty list makes the task
+      changed.
+  returned: always
+  type: list
+  elements: str
+  sample: ["vnet12"]
 """
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib

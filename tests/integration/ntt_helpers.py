@@ -134,11 +134,36 @@ def tun_info(netns: str, name: str) -> dict:
     return data
 
 
-def parse_alias(entry: dict) -> dict | None:
+def raw_mark(entry: dict) -> dict | None:
+    """The device's netdev.tuntap mark as written: lease, template and the registry's id."""
     alias = entry.get("ifalias")
     if not alias or not alias.startswith(ALIAS_PREFIX):
         return None
     return json.loads(alias[len(ALIAS_PREFIX):])
+
+
+def parse_alias(entry: dict) -> dict | None:
+    """The mark's lease and template (its registry id is checked to be one, and left out)."""
+    mark = raw_mark(entry)
+    if mark is None:
+        return None
+    registry = mark.pop("registry", None)
+    assert registry is None or re.fullmatch("[0-9a-f]{8}", registry), mark
+    return mark
+
+
+def mark_registries(netns: str) -> dict[str, str | None]:
+    """Device name -> the registry id in its mark, for every marked device in ``netns``."""
+    out = {}
+    for name, entry in links(netns).items():
+        mark = raw_mark(entry)
+        if mark is not None:
+            out[name] = mark.get("registry")
+    return out
+
+
+def registry_id(path) -> str:
+    return read_json(path)["registry_id"]
 
 
 def aliases(netns: str) -> dict[str, dict]:

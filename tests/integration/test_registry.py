@@ -119,7 +119,8 @@ def test_corrupt_registry_without_previous_generation_rebuilt_from_aliases(api, 
     for leftover in glob.glob(str(registry) + ".prev"):
         os.unlink(leftover)
     result = api(name=T, lease="a")
-    assert result["name"] == "vmt0" and result["changed"] is False
+    # Taking devices back into the registry is a change, reported with their names.
+    assert result["name"] == "vmt0" and result["changed"] is True and result["adopted"] == ["lit0", "vmt0"]
     h.assert_warnings(result, h.registry_rebuilt_warning(registry, re.escape("nothing (no usable previous generation)")),
                       h.adopted_warning(["lit0", "vmt0"]))
     assert glob.glob(str(registry) + ".corrupt-*")
@@ -134,7 +135,8 @@ def test_recovery_from_the_previous_generation_does_not_claim_an_interrupted_run
     with open(registry, "w", encoding="utf-8") as handle:
         handle.write("{not json")
     result = api(name=T, lease="a")
-    assert (result["changed"], result["name"]) == (False, "vmt0"), result
+    # The previous generation predates lease b: its device is taken back in, a change.
+    assert (result["changed"], result["name"], result["adopted"]) == (True, "vmt0", ["vmt1"]), result
     interrupted = [w for w in result["warnings"] if re.fullmatch(h.interrupted_run_warning(registry), w)]
     assert interrupted == [], "no run was interrupted, yet: %r" % interrupted
 

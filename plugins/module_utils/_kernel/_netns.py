@@ -47,13 +47,18 @@ def missing_netns_error(name: str) -> NetnsError:
                       % (name, netns_path(name), name))
 
 
+_LIBC: list = []
+
+
 def _setns(fd: int) -> None:
     native = getattr(os, "setns", None)  # Python 3.12+
     if native is not None:
         native(fd, CLONE_NEWNET)
         return
-    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-    if libc.setns(fd, CLONE_NEWNET) != 0:
+    if not _LIBC:
+        # find_library runs ldconfig in a subprocess: once per process, not at every namespace switch.
+        _LIBC.append(ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True))
+    if _LIBC[0].setns(fd, CLONE_NEWNET) != 0:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err))
 

@@ -175,13 +175,13 @@ def test_bad_input_raises_naming_every_problem():
     ([{"name": "a", "nics": [nic(name="tap0")]}, {"name": "b", "nics": [nic(name="tap0")]}],
      "name 'tap0' is also given to guest 'a' (guest_taps_guests[0]) nics[0]"),
     ([{"name": "a", "nics": [nic(color="red")]}], "unknown key color"),
-    ([{"name": "x" * 200, "nics": [nic()]}],
-     "nics[0]: its lease 'guest_taps:xxxxxxxxxxxxxxxxxxxxxxxxxxxxx...' is not a valid lease: use 1 to 200 printable "
+    ([{"name": "x" * 176, "nics": [nic()]}],
+     "nics[0]: its lease 'guest_taps:xxxxxxxxxxxxxxxxxxxxxxxxxxxxx...' is not a valid lease: use 1 to 176 printable "
      "characters"),
     # 60 x e-acute is 60 characters, but 360 bytes in the device's alias (JSON escapes)
     ([{"name": "\u00e9" * 60, "nics": [nic()]}], "too long to be carried in the device's alias"),
-    # 32 x e-acute fits with vmtap%d (252 bytes), not with a longer per-NIC template (257)
-    ([{"name": "\u00e9" * 32, "nics": [nic(name="abcdefghij%d")]}], "with template 'abcdefghij%d' (257 bytes"),
+    # 28 x e-acute fits with vmtap%d (250 bytes), not with a longer per-NIC template (255)
+    ([{"name": "\u00e9" * 28, "nics": [nic(name="abcdefghij%d")]}], "with template 'abcdefghij%d' (255 bytes"),
     ([{"name": "a", "nics": [nic(mac=683252891426)]}], "quote MAC addresses in YAML"),
     (None, "must be a list"),
 ])
@@ -191,11 +191,11 @@ def test_problems(guests, fragment):
 
 
 def test_the_longest_lease_the_alias_carries_has_no_problem():
-    # 'netdev.tuntap {"lease":"guest_taps:NAME/0","template":"vmtap%d"}' is 60 bytes besides NAME,
-    # and each e-acute takes 6 (\u00e9): 32 of them make 252 bytes, 33 make 258 (at most 254)
-    assert guest_tap_problems([{"name": "\u00e9" * 32, "nics": [nic()]}]) == []
-    problems = guest_tap_problems([{"name": "\u00e9" * 33, "nics": [nic()]}])
-    assert len(problems) == 1 and "(258 bytes, at most 254)" in problems[0], problems
+    # 'netdev.tuntap {"lease":"guest_taps:NAME/0","registry":"0123abcd","template":"vmtap%d"}' is 82
+    # bytes besides NAME, and each e-acute takes 6 (\u00e9): 28 of them make 250 bytes, 29 make 256
+    assert guest_tap_problems([{"name": "\u00e9" * 28, "nics": [nic()]}]) == []
+    problems = guest_tap_problems([{"name": "\u00e9" * 29, "nics": [nic()]}])
+    assert len(problems) == 1 and "(256 bytes, at most 254)" in problems[0], problems
 
 
 def test_problems_of_template():

@@ -28,8 +28,12 @@ def ledger(now=1000.0, **state) -> Ledger:
     return Ledger(doc, FakeClock(now))
 
 
-def tap(name, index=10, lease=None, template=None, marked=True, mode="tap", multi_queue=False) -> LinkInfo:
-    alias = encode_mark(lease, template) if marked else None
+MINE, OTHER = "0123abcd", "feedbeef"
+
+
+def tap(name, index=10, lease=None, template=None, marked=True, mode="tap", multi_queue=False,
+        registry=None) -> LinkInfo:
+    alias = encode_mark(lease, template, registry) if marked else None
     return LinkInfo(name=name, index=index, kind="tun", mtu=1500, mac_address="fe:00:00:00:00:01", master=None,
                     up=True, carrier=False, alias=alias, mark=decode_mark(alias),
                     tun=TunInfo(mode=mode, packet_info=False, vnet_hdr=False, persist=True,
@@ -196,7 +200,7 @@ def test_recover_adopts_marked_devices_with_unknown_leases_only():
         tap("vmtap5", lease="lost", template="vmtap%d", multi_queue=True),
         tap("vmtap6", marked=False),
         tap("vmtap7", lease=None, template="vmtap%d"))}
-    warnings = book.recover(devices, "ns", recovered=False, path="/r")
+    warnings = book.recover(devices, "ns", recovered=False, path="/r").warnings
     assert book.lease("lost") == {"name": "vmtap5", "template": "vmtap%d", "id": 5, "netns": "ns", "mode": "tap",
                                   "multi_queue": True, "since": 1000.0}
     assert set(book.leases) == {"known", "lost"}
@@ -226,7 +230,7 @@ def test_recover_of_an_intent_raises_counters_and_clears_it():
     book = ledger()
     book.record_intent("ns", [{"lease": "a", "name": "vmtap8", "template": "vmtap%d", "id": 8, "netns": "ns"},
                               {"lease": None, "name": "t", "template": None, "id": None, "netns": "ns"}])
-    warnings = book.recover({}, "ns", recovered=False, path="/reg.json")
+    warnings = book.recover({}, "ns", recovered=False, path="/reg.json").warnings
     assert book.counter("vmtap%d") == 8 and book.intent is None
     assert warnings == ["registry /reg.json records a run that was interrupted before it finished; its devices "
                         "were checked and counters kept above the numbers it used"]
@@ -238,3 +242,96 @@ def test_recover_of_an_intent_raises_counters_and_clears_it():
 ])
 def test_number_in(template, name, expected):
     assert number_in(template, name) == expected
+
+
+# -- crashes in the middle of a replacement, released leases, other registries ---------------
+
+def mine(**state) -> Ledger:
+    book = ledger(**state)
+    book.state["registry_id"] = MINE
+    return book
+
+
+def test_an_interrupted_replacement_binds_the_lease_to_the_new_device():
+    # Killed after the new device was made, before the result was recorded: the registry still
+    # maps the lease to the device being replaced (already deleted).
+    book = mine()
+    book.bind("web/0", "vmtap1", "vmtap%d", 1, "ns", "tap", False)
+    book.record_intent("ns", [{"lease": "web/0", "name": "vmtap2", "template": "vmtap%d", "id": 2, "netns": "ns",
+                               "replaces": "vmtap1"}], hold=600)
+    devices = {"vmtap2": tap("vmtap2", lease="web/0", template="vmtap%d", multi_queue=True, registry=MINE)}
+    found = book.recover(devices, "ns", recovered=False, path="/r", hold=60)
+    assert book.lease("web/0")["name"] == "vmtap2" and book.lease("web/0")["multi_queue"] is True
+    assert found.adopted == ["vmtap2"] and found.orphans == []
+    assert book.state["released"]["vmtap1"]["hold"] == 600     # the old name is held back
+    assert "lease" not in book.state["released"]["vmtap1"]       # the lease moved, it was not released
+
+
+def test_an_interrupted_replacement_whose_old_device_survives_leaves_one_device_per_lease():
+    book = mine()
+    book.bind("web/0", "vmtap1", "vmtap%d", 1, "ns", "tap", False)
+    book.record_intent("ns", [{"lease": "web/0", "name": "vmtap2", "template": "vmtap%d", "id": 2, "netns": "ns",
+                               "replaces": "vmtap1"}])
+    old = tap("vmtap1", index=5, lease="web/0", template="vmtap%d", registry=MINE)
+    new = tap("vmtap2", index=6, lease="web/0", template="vmtap%d", registry=MINE)
+    found = book.recover({"vmtap1": old, "vmtap2": new}, "ns", recovered=False, path="/r")
+    assert book.lease("web/0")["name"] == "vmtap2"
+    assert [(ns, dev.name) for ns, dev, _why in found.orphans] == [("ns", "vmtap1")]
+
+
+def test_a_marked_device_whose_recorded_device_is_gone_is_the_lease_s_device():
+    book = mine()
+    book.bind("web/0", "vmtap1", "vmtap%d", 1, "ns", "tap", False)
+    found = book.recover({"vmtap2": tap("vmtap2", lease="web/0", template="vmtap%d", registry=MINE)}, "ns",
+                         recovered=False, path="/r", hold=30)
+    assert book.lease("web/0")["name"] == "vmtap2" and found.adopted == ["vmtap2"]
+    assert "vmtap1" in book.state["released"]
+
+
+def test_a_second_device_for_a_recorded_lease_is_an_orphan():
+    book = mine()
+    book.bind("web/0", "vmtap1", "vmtap%d", 1, "ns", "tap", False)
+    devices = {"vmtap1": tap("vmtap1", index=5, lease="web/0", template="vmtap%d", registry=MINE),
+               "vmtap2": tap("vmtap2", index=6, lease="web/0", template="vmtap%d", registry=MINE)}
+    found = book.recover(devices, "ns", recovered=False, path="/r")
+    assert book.lease("web/0")["name"] == "vmtap1" and found.adopted == []
+    assert [dev.name for _ns, dev, _why in found.orphans] == ["vmtap2"]
+
+
+def test_a_released_lease_is_never_adopted_back():
+    book = mine()
+    book.bind("web/0", "vmtap3", "vmtap%d", 3, "ns", "tap", False)
+    removal = Removal("vmtap3", "ns", None, "web/0", "vmtap%d")
+    book.forget(removal, 3600)
+    assert book.state["released"]["vmtap3"]["lease"] == "web/0"
+    leftover = tap("vmtap2", lease="web/0", template="vmtap%d", registry=MINE)
+    found = book.recover({"vmtap2": leftover}, "ns", recovered=False, path="/r")
+    assert book.lease("web/0") is None and found.adopted == []
+    assert [dev.name for _ns, dev, _why in found.orphans] == ["vmtap2"]
+
+
+def test_another_registry_s_devices_are_never_adopted_and_are_reported():
+    book = mine()
+    devices = {"vmtap4": tap("vmtap4", lease="theirs", template="vmtap%d", registry=OTHER),
+               "vmtap5": tap("vmtap5", lease="old", template="vmtap%d")}        # legacy: no registry id
+    found = book.recover(devices, "ns", recovered=True, path="/r")
+    assert book.leases == {} and found.adopted == [] and found.orphans == []
+    assert any("vmtap4" in w and "another registry" in w for w in found.warnings), found.warnings
+    assert any("vmtap5" in w and "without a registry id" in w for w in found.warnings), found.warnings
+
+
+def test_legacy_marks_are_adopted_when_no_other_registry_shares_the_namespace():
+    book = mine()
+    found = book.recover({"vmtap5": tap("vmtap5", lease="old", template="vmtap%d")}, "ns", recovered=False,
+                         path="/r")
+    assert book.lease("old")["name"] == "vmtap5" and found.adopted == ["vmtap5"]
+
+
+def test_an_intent_in_another_namespace_is_recovered_there():
+    book = mine()
+    book.bind("web/0", "vmtap1", "vmtap%d", 1, "a", "tap", False)
+    book.record_intent("a", [{"lease": "web/0", "name": "vmtap2", "template": "vmtap%d", "id": 2, "netns": "b"}])
+    there = {"vmtap2": tap("vmtap2", lease="web/0", template="vmtap%d", registry=MINE)}
+    assert book.recovery_namespaces({}) == {"b"}
+    found = book.recover({}, "c", recovered=False, path="/r", elsewhere={"b": there, "a": {}}.get)
+    assert book.lease("web/0")["netns"] == "b" and found.adopted == ["vmtap2"]

@@ -23,7 +23,6 @@ from ansible_collections.netdev.tuntap.plugins.module_utils._names import (
     "a.",
     "br-lan_1",
     "ta\u2000",              # U+2000 (a Unicode space) = E2 80 80: no byte the kernel refuses
-    "tap\x7f",
 ])
 def test_valid_names(name):
     assert validate_name(name) is None
@@ -89,10 +88,16 @@ def test_each_isspace_byte_is_refused(byte):
         validate_name("ta%sp" % chr(byte))
 
 
-@pytest.mark.parametrize("byte", [0x08, 0x0E, 0x1F, 0x21, 0x7F])
-def test_neighbours_of_isspace_bytes_are_accepted(byte):
-    # The kernel's rule is narrow: only isspace(), '/' and ':'.
+@pytest.mark.parametrize("byte", [0x21, 0x7E, 0x80])
+def test_printable_neighbours_are_accepted(byte):
+    # The kernel's rule is narrow (isspace(), '/' and ':'); ours adds only the control bytes.
     validate_name("ta%sp" % chr(byte))
+
+
+@pytest.mark.parametrize("byte", [0x08, 0x0E, 0x1F, 0x7F])
+def test_neighbours_of_isspace_bytes_are_control_bytes_and_refused(byte):
+    with pytest.raises(InvalidName):
+        validate_name("ta%sp" % chr(byte))
 
 
 def test_utf8_a_grave_vs_e_acute():
@@ -258,3 +263,31 @@ def test_render(template, number, expected):
 ])
 def test_template_matcher(template, max_id, name, number):
     assert TemplateMatcher(template, max_id).number(name) == number
+
+
+# Control characters: the kernel accepts them, but they break `ip -j link` and other JSON readers.
+@pytest.mark.parametrize("name, shown", [
+    ("tap\x7f", "the control byte 0x7F"),
+    ("tap\x01", "the control byte 0x01"),
+    ("\x1b[31m", "the control byte 0x1B"),
+    ("tap\x1f0", "the control byte 0x1F"),
+    ("tap\x00", "a NUL byte"),
+])
+def test_control_characters_are_refused_in_names(name, shown):
+    with pytest.raises(InvalidName) as exc:
+        validate_name(name)
+    assert shown in str(exc.value) and "control characters" in str(exc.value)
+
+
+@pytest.mark.parametrize("template", ["t\x7f%d", "\x01tap%d", "tap%d\x1b"])
+def test_control_characters_are_refused_in_templates(template):
+    with pytest.raises(InvalidName) as exc:
+        validate_template(template, 99)
+    assert "control byte" in str(exc.value) and repr(template) in str(exc.value)
+
+
+@pytest.mark.parametrize("name", ["\ud800", "tap\udc80", "t\udfff%d"])
+def test_lone_surrogates_are_refused_not_a_crash(name):
+    with pytest.raises(InvalidName) as exc:
+        (validate_template if "%" in name else validate_name)(name, *([99] if "%" in name else []))
+    assert "lone surrogate" in str(exc.value)

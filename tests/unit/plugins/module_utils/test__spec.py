@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from ansible_collections.netdev.tuntap.plugins.module_utils._spec import (
@@ -107,7 +109,7 @@ def test_module_style_params_in_batch_mode():
     (dict(name="tap0", bridge=""), "bridge", ""),                    # "" detaches
     (dict(name="tun0", mode="tun", bridge=""), "bridge", ""),        # detaching is fine for tun
     (dict(name="tap0", lease="web1/net0"), "lease", "web1/net0"),
-    (dict(name="tap0", lease="x" * 200), "lease", "x" * 200),
+    (dict(name="tap0", lease="x" * 176), "lease", "x" * 176),
     (dict(lease="web1/net0", state="absent"), "lease", "web1/net0"),
     (dict(name="vnet%d", lease="a", state="absent"), "template", "vnet%d"),
 ])
@@ -203,8 +205,8 @@ DEVICE_REFUSALS = [
     # the prefix of the messages of Ansible's own argument validator: "" or "devices[3]: ")
     (dict(name="tap0", state="gone"), ["{v}value of state must be one of: present, absent, got: gone"]),
     (dict(name="tap0", mode="tup"), ["{v}value of mode must be one of: tap, tun, got: tup"]),
-    (dict(name="tap0", lease=""), ["{w}lease ''", "not a valid lease", "1 to 200 printable"]),
-    (dict(name="tap0", lease="x" * 201), ["{w}lease 'xxxx", "1 to 200"]),
+    (dict(name="tap0", lease=""), ["{w}lease ''", "not a valid lease", "1 to 176 printable"]),
+    (dict(name="tap0", lease="x" * 177), ["{w}lease 'xxxx", "1 to 176"]),
     (dict(name="tap0", lease="a\nb"), ["{w}lease 'a\\nb'", "printable"]),
     (dict(name="tap0", lease="a\x7fb"), ["{w}lease 'a\\x7fb'", "printable"]),
     (dict(name="x" * 16), ["{w}name 'xxxxxxxxxxxxxxxx' is 16 bytes long", "1 to 15 bytes"]),
@@ -346,3 +348,65 @@ def test_remove_prefixes_refusals(params, parts):
 def test_an_absent_item_under_remove_prefixes_is_fine():
     spec = task(devices=[{"lease": "g:db1/0", "state": "absent"}], remove_prefixes=["g:db1/"])
     assert [d.lease for d in spec.devices] == ["g:db1/0"]
+
+
+# -- NUL bytes in path options, lock_timeout -----------------------------------------------
+
+@pytest.mark.parametrize("params, option", [
+    (dict(name="tap0", registry="/var/lib/x\0y/registry.json"), "registry"),
+    (dict(devices=[], prune_prefix="web\0"), "prune_prefix"),
+    (dict(remove_prefixes=["a", "b\0"]), "remove_prefixes[1]"),
+])
+def test_a_nul_byte_in_a_path_or_prefix_is_a_clean_refusal(params, option):
+    with pytest.raises(SpecError) as exc:
+        parse_task(params)
+    assert str(exc.value).startswith(option + " ") and "NUL byte" in str(exc.value)
+
+
+def test_a_nul_byte_in_registry_is_a_failed_task_not_an_internal_error(tmp_path):
+    from ansible_collections.netdev.tuntap.plugins.module_utils._engine import TapError, run
+    os.chmod(tmp_path, 0o700)
+    path = str(tmp_path / "a\0b" / "registry.json")
+    with pytest.raises(TapError) as exc:
+        run({"name": "tap0", "registry": path})
+    assert "contains a NUL byte" in str(exc.value) and "internal error" not in str(exc.value), str(exc.value)
+
+
+def test_lock_timeout_default_and_range():
+    assert parse_task(dict(name="tap0")).lock_timeout == 60
+    assert parse_task(dict(name="tap0", lock_timeout=0)).lock_timeout == 0
+    for bad in (-1, 86401):
+        with pytest.raises(SpecError) as exc:
+            parse_task(dict(name="tap0", lock_timeout=bad))
+        assert "lock_timeout %d is out of range; allowed: 0 to 86400" % bad in str(exc.value)
+
+
+@pytest.mark.parametrize("params, start", [
+    (dict(name="\ud800"), "name '\\ud800' is not valid UTF-8 text"),
+    (dict(name="tap0", registry="/x/\ud800.json"), "registry '/x/\\ud800.json' is not valid UTF-8 text"),
+    (dict(name="tap0", lease="a\udc80"), "lease 'a\\udc80' is not a valid lease"),
+    (dict(name="tap0", bridge="\udfff"), "bridge '\\udfff' is not valid UTF-8 text"),
+])
+def test_lone_surrogates_are_clean_refusals(params, start):
+    with pytest.raises(SpecError) as exc:
+        parse_task(params)
+    assert str(exc.value).startswith(start), str(exc.value)
+
+
+# Found by the reliability suite's generated input: Ansible's int conversion raised OverflowError.
+@pytest.mark.parametrize("params, start", [
+    (dict(name="tap0", lock_timeout=float("inf")), "lock_timeout is inf, which is not a finite number"),
+    (dict(name="tap0", max_id=float("-inf")), "max_id is -inf, which is not a finite number"),
+    (dict(devices=[dict(name="tap0", mtu=float("nan"))]), "devices[0].mtu is nan, which is not a finite number"),
+])
+def test_infinite_numbers_are_clean_refusals(params, start):
+    with pytest.raises(SpecError) as exc:
+        parse_task(params)
+    assert str(exc.value).startswith(start), str(exc.value)
+
+
+@pytest.mark.parametrize("value", ["inf", "-Infinity", "nan", "1e400"])
+def test_infinite_numbers_written_as_text_are_clean_refusals(value):
+    with pytest.raises(SpecError) as exc:
+        parse_task(dict(name="tap%d", max_id=value))
+    assert str(exc.value).startswith("max_id is %r, which is not a finite number" % value), str(exc.value)
