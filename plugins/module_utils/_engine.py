@@ -178,7 +178,7 @@ def _run_task(task, check_mode: bool, diff: bool) -> dict:
         warnings += _sweep_stale_nodes(task.netns, after)
         warnings += confirm_macs(task, actions, after)
         return report(task, actions, before, after, warnings, diff, predicted=False, ports=(world, after_world),
-                  adopted=recovery.adopted)
+                      adopted=recovery.adopted)
 
 
 def confirm_macs(task, actions, after: dict) -> list:
