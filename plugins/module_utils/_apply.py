@@ -10,6 +10,14 @@ devices are created an intent is saved, so a run killed half way is recognised.
 Consecutive deletions are one kernel batch (Links.delete_many): deleting devices one by one
 costs an RCU grace period each. What the batch really removed is read back, and only those
 deletions are recorded, whatever part of the batch failed.
+
+Consecutive creations of tun/tap devices in one namespace are one batch too (_create_tuns):
+each device is made and held by its descriptor (TUNSETIFF, exclusive, owner/group), all of
+them are configured and marked with one batch of netlink requests, made persistent, let go,
+and only then brought up, with one more batch. A tap brought up while our descriptor holds it
+has carrier, and the kernel's IPv6 code then adds routes that every later link event walks:
+creation would get slower with every device. Until a device is persistent, closing its
+descriptor (or the process dying) destroys it, so none survives unmarked or half-made.
 """
 
 from __future__ import annotations
@@ -23,7 +31,8 @@ from ansible_collections.netdev.tuntap.plugins.module_utils._actions import Kind
 from ansible_collections.netdev.tuntap.plugins.module_utils import _ports
 from ansible_collections.netdev.tuntap.plugins.module_utils._device import MACVLAN_KINDS, MACVTAP
 from ansible_collections.netdev.tuntap.plugins.module_utils._kernel import _brvlan, _chardev, _hostside, _macv, _tun
-from ansible_collections.netdev.tuntap.plugins.module_utils._kernel._links import BulkDeleteError, LinkError, Links
+from ansible_collections.netdev.tuntap.plugins.module_utils._kernel._links import (
+    BulkDeleteError, LinkError, Links, link_settings)
 from ansible_collections.netdev.tuntap.plugins.module_utils._kernel._ovs import Ovs, OvsError
 from ansible_collections.netdev.tuntap.plugins.module_utils._kernel._netns import NetnsError, entered
 from ansible_collections.netdev.tuntap.plugins.module_utils._marks import encode_mark
@@ -66,21 +75,16 @@ class Applier:
             self.save()
         failed = None
         try:
-            for step in self._steps(actions):
+            for run, batch in self._steps(actions):
                 try:
-                    if isinstance(step, list):
-                        self._delete_batch(step)
-                    else:
-                        self._execute(step)
-                except BulkDeleteError as exc:
-                    failed = (exc.action, exc, None)
-                    break
+                    run(batch)
                 except EXPECTED_ERRORS as exc:
-                    failed = (step[0] if isinstance(step, list) else step, exc, None)
+                    # A batch names the action that failed (the ones before it are recorded).
+                    failed = (getattr(exc, "action", None) or batch[0], exc, None)
                     break
                 except Exception as exc:  # pylint: disable=broad-exception-caught
                     # Whatever went wrong, what the earlier items did must reach the registry.
-                    failed = (step[0] if isinstance(step, list) else step, exc, traceback.format_exc())
+                    failed = (getattr(exc, "action", None) or batch[0], exc, traceback.format_exc())
                     break
         finally:
             self._close()
@@ -96,8 +100,9 @@ class Applier:
             raise self._failure(*failed)
 
     def _steps(self, actions: list):
-        """The actions to carry out, in order; a run of consecutive deletions comes as one list."""
-        batch = []
+        """(function, actions) to carry out, in order: a run of consecutive deletions, or of
+        consecutive tun/tap creations in one namespace, is one batch; anything else one action."""
+        batch, batch_key = [], None
         for action in actions:
             if not action.changed:
                 if action.kind is Kind.RECONCILE and action.lease is not None:
@@ -105,16 +110,23 @@ class Applier:
                     # from before it was recorded, or a device adopted): record what it is now.
                     self.ledger.record(action, self.task.reuse_delay)
                 continue
-            if (action.kind is Kind.DELETE and action.replaces is None and action.removal is not None
-                    and action.removal.device is not None):
-                batch.append(action)
-                continue
-            if batch:
-                yield batch
+            key = _batch_key(action)
+            if batch and key != batch_key:
+                yield self._batch_runner(batch_key), batch
                 batch = []
-            yield action
+            if key is None:
+                yield self._execute_one, [action]
+                continue
+            batch.append(action)
+            batch_key = key
         if batch:
-            yield batch
+            yield self._batch_runner(batch_key), batch
+
+    def _batch_runner(self, key):
+        return self._delete_batch if key[0] == "delete" else self._create_tuns
+
+    def _execute_one(self, actions: list) -> None:
+        self._execute(actions[0])
 
     def _delete_batch(self, actions: list) -> None:
         """Delete the devices of ``actions`` as one kernel batch per namespace; record those gone."""
@@ -194,20 +206,17 @@ class Applier:
             self._delete(action.replaces)
             self.ledger.forget(action.replaces, hold, lease_released=False)
             self.replaced_for = action
+        if action.kind is Kind.CREATE and action.spec.kind not in MACVLAN_KINDS:
+            self._create_tuns([action])  # records it
+            return
         if action.kind is Kind.CREATE:
-            self._create(action)
+            self._create_macvlan(action)
+            self.changed = True
         elif action.kind is Kind.RECONCILE:
             self._reconcile(action)
         elif action.kind in (Kind.DELETE, Kind.RELEASE):
             self._delete(action.removal)  # RELEASE: the device is gone; its OVS row or macvtap node may not be
         self.ledger.record(action, hold)
-
-    def _create(self, action) -> None:
-        if action.spec.kind in MACVLAN_KINDS:
-            self._create_macvlan(action)
-        else:
-            self._create_tun(action)
-        self.changed = True
 
     def _create_macvlan(self, action) -> None:
         """A macvtap/macvlan: made down, then marked, configured and (macvtap) given its node.
@@ -245,43 +254,134 @@ class Applier:
                 links.delete(action.name, index)
                 raise
 
-    def _create_tun(self, action) -> None:
-        spec = action.spec
-        flags = _tun.tun_flags(spec.mode, spec.multi_queue, spec.vnet_hdr, spec.packet_info)
-        owner, group = spec.owner, spec.group
-        if owner is None and group is None:
-            owner = 0  # an ownerless tap can be attached by any local user: default to root
-        with entered(action.netns):
-            links = self._links_in(action.netns)
+    # -- tun/tap devices, made in batches ----------------------------------------------------
+    def _create_tuns(self, actions: list) -> None:
+        """Create the tun/tap devices of ``actions`` (one namespace), in batches as large as the
+        descriptor limit allows, and record each one made. On a failure, the devices before the
+        failing one are made and recorded, the failing one and those after it are not made; the
+        error raised names the failing action (``exc.action``)."""
+        with entered(actions[0].netns):
+            links = self._links_in(actions[0].netns)
+            room = _tun.descriptors_available()
+            for start in range(0, len(actions), room):
+                self._create_tun_batch(links, actions[start:start + room])
 
-            def configure(confirmed: str) -> None:
-                # Runs before TUNSETPERSIST: a device that survives always carries its mark, and one
-                # whose port could not be made is gone when this raises.
-                # Before the link first comes up: no link-local address, no router advertisement
-                # (or on, when asked, whatever the namespace's default for new devices is).
-                _hostside.set_ipv6(confirmed, bool(action.ipv6))
-                port = action.port or {}
-                if port.get("filtering"):
-                    self._vlan_filtering(port["filtering"])
-                index = action.identity["ifindex"] = socket.if_nametoindex(confirmed)
-                links.configure(confirmed, index, mtu=spec.mtu,
-                                mac_address=spec.mac_address, master=action.master, up=spec.up,
-                                alias=encode_mark(action.lease, action.template, self.ledger.registry_id),
-                                txqueuelen=spec.txqueuelen)
-                if port.get("kind") == "linux" and port.get("vlans") is not None:
-                    self._set_vlans(spec, confirmed, index)
-                if port.get("kind") == "ovs":
-                    self._add_ovs_port(port["bridge"], confirmed, port["settings"], port["external_ids"])
-
-            while True:
+    def _create_tun_batch(self, links, actions: list) -> None:
+        batch = _TunBatch()
+        try:
+            self._make_held(batch, actions)
+            self._configure_held(batch, links)
+            self._add_ports(batch)
+            for number, (action, fd) in enumerate(batch.held):
                 try:
-                    action.name = _tun.create(action.name, flags, owner, group, configure)
+                    _tun.persist(fd, action.name)
+                except _tun.TunError as exc:
+                    batch.fail(number, action, exc)
                     break
-                except _tun.NameTaken:
-                    if not action.allocated:
-                        raise
-                    # Someone outside this registry made that name since the snapshot: take the next.
-                    take_next_name(action)
+        finally:
+            batch.let_go()
+        # Let go of by now: up without our descriptor, the devices have no carrier (see the top).
+        self._bring_up(batch, links)
+        hold = self.task.reuse_delay
+        for action, _fd in batch.held:
+            self.ledger.record(action, hold)
+            self.changed = True
+        if batch.failure is not None:
+            raise batch.failure
+
+    def _make_held(self, batch, actions: list) -> None:
+        """Make each device, held by its descriptor, with its IPv6 set before it first comes up."""
+        for action in actions:
+            spec = action.spec
+            flags = _tun.tun_flags(spec.mode, spec.multi_queue, spec.vnet_hdr, spec.packet_info)
+            owner, group = spec.owner, spec.group
+            if owner is None and group is None:
+                owner = 0  # an ownerless tap can be attached by any local user: default to root
+            try:
+                while True:
+                    try:
+                        fd, action.name = _tun.open_new(action.name, flags, owner, group)
+                        break
+                    except _tun.NameTaken:
+                        if not action.allocated:
+                            raise
+                        # Someone outside this registry made that name since the snapshot: take the next.
+                        take_next_name(action)
+                batch.held.append((action, fd))
+                # No link-local address, no router advertisement (or on, when asked, whatever the
+                # namespace's default for new devices is).
+                _hostside.set_ipv6(action.name, bool(action.ipv6))
+                action.identity["ifindex"] = socket.if_nametoindex(action.name)
+            except EXPECTED_ERRORS as exc:
+                held = bool(batch.held) and batch.held[-1][0] is action
+                batch.fail(len(batch.held) - 1 if held else len(batch.held), action, exc)
+                return
+
+    def _configure_held(self, batch, links) -> None:
+        """Mark and configure the held devices (everything but up) with one batch of requests."""
+        filtering_done = set()
+        for number, (action, _fd) in enumerate(batch.held):
+            filtering = (action.port or {}).get("filtering")
+            if filtering and filtering["index"] not in filtering_done:
+                try:
+                    self._vlan_filtering(filtering)
+                except EXPECTED_ERRORS as exc:
+                    batch.fail(number, action, exc)
+                    break
+                filtering_done.add(filtering["index"])
+        changes = []
+        for action, _fd in batch.held:
+            spec = action.spec
+            changes.append((action.name, action.identity["ifindex"], link_settings(
+                mtu=spec.mtu, mac_address=spec.mac_address, master=action.master, txqueuelen=spec.txqueuelen,
+                alias=encode_mark(action.lease, action.template, self.ledger.registry_id))))
+        if not changes:
+            return
+        try:
+            errors = links.configure_many(changes)
+        except LinkError as exc:
+            batch.fail(0, batch.held[0][0], exc)
+            return
+        for number, error in enumerate(errors):
+            if error is not None:
+                batch.fail(number, batch.held[number][0], error)
+                return
+
+    def _add_ports(self, batch) -> None:
+        """Bridge VLANs and Open vSwitch ports of the held devices, one device after the other."""
+        for number, (action, _fd) in enumerate(batch.held):
+            port = action.port or {}
+            try:
+                if port.get("kind") == "linux" and port.get("vlans") is not None:
+                    self._set_vlans(action.spec, action.name, action.identity["ifindex"])
+                if port.get("kind") == "ovs":
+                    self._add_ovs_port(port["bridge"], action.name, port["settings"], port["external_ids"])
+            except EXPECTED_ERRORS as exc:
+                batch.fail(number, action, exc)
+                return
+
+    def _bring_up(self, batch, links) -> None:
+        """One batch of requests bringing up the devices that ask for it. A device the kernel
+        refuses to bring up is deleted again, and so are those after it (never recorded)."""
+        wanted = [(number, action) for number, (action, _fd) in enumerate(batch.held) if action.spec.up]
+        if not wanted:
+            return
+        try:
+            errors = links.configure_many([(action.name, action.identity["ifindex"], link_settings(up=True))
+                                           for _number, action in wanted])
+        except LinkError as exc:
+            errors = [exc] * len(wanted)
+        refused = next(((number, action, error) for (number, action), error in zip(wanted, errors)
+                        if error is not None), None)
+        if refused is None:
+            return
+        number, action, error = refused
+        for later, _fd in batch.held[number:]:
+            with contextlib.suppress(*EXPECTED_ERRORS):
+                if (later.port or {}).get("kind") == "ovs":
+                    self.ovs.del_port(later.name, wait=False)
+                links.delete(later.name, later.identity["ifindex"])
+        batch.fail(number, action, error)
 
     def _reconcile(self, action) -> None:
         changes = action.changes
@@ -387,6 +487,40 @@ class Applier:
             raise OvsError("Open vSwitch could not open %r as a port of bridge %r (ofport %s, error %r); the "
                            "port row was removed. The device must be in the network namespace ovs-vswitchd "
                            "runs in" % (name, bridge, ofport, error))
+
+
+def _batch_key(action):
+    """Which batch ``action`` may join: ("delete",), ("create", netns) or None (on its own)."""
+    if (action.kind is Kind.DELETE and action.replaces is None and action.removal is not None
+            and action.removal.device is not None):
+        return ("delete",)
+    if action.kind is Kind.CREATE and action.replaces is None and action.spec.kind not in MACVLAN_KINDS:
+        return ("create", action.netns)
+    return None
+
+
+class _TunBatch:
+    """The devices of one creation batch, in order: (action, descriptor) of each held or made."""
+
+    def __init__(self):
+        self.held: list = []
+        self.failure = None
+        self._open: list = []
+
+    def fail(self, number: int, action, exc) -> None:
+        """``action`` (held as device ``number``, or the next to be made) failed: it and the devices
+        after it are dropped (destroyed when let go, not being persistent yet)."""
+        exc.action = action
+        self.failure = exc
+        self._open.extend(fd for _action, fd in self.held[number:])
+        del self.held[number:]
+
+    def let_go(self) -> None:
+        """Close every descriptor: the persistent devices stay, the others are destroyed."""
+        for fd in self._open + [fd for _action, fd in self.held]:
+            with contextlib.suppress(OSError):
+                _tun.close(fd)
+        self._open = []
 
 
 def _remove_node_quietly(path: str) -> None:

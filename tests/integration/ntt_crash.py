@@ -5,9 +5,10 @@ is already imported) and can SIGKILL that child at the n-th occurrence of a name
 
   save         entering Registry.save (the intent before creating, or the result)
   replace      os.replace inside a save (the new generation about to become the registry)
-  create       right after a device was made (persistent, marked) and before it is recorded
+  create       right after a device was made (persistent, marked) and before it is recorded: in a
+               batch, the devices after it are still held by descriptors, not persistent yet
   delete       right after a device (or a bulk of devices) was deleted and before that is recorded
-  configure    right after a device's settings were changed
+  configure    right after a device's settings were changed (or those of a batch being created)
 
 ``fill_at`` instead fills the file system of the registry (space, then inodes) at such a
 point, so that the next write meets a real ENOSPC. ``in_private_mount_namespace`` runs a
@@ -97,13 +98,14 @@ def _install(point: str, nth: int, action) -> None:
     elif point == "replace":
         before(mods["_registry"].os, "replace")
     elif point == "create":
-        after(mods["_kernel._tun"], "create")
+        after(mods["_kernel._tun"], "persist")
     elif point == "delete":
         after(mods["_kernel._links"].Links, "delete")
         if hasattr(mods["_kernel._links"].Links, "delete_many"):   # bulk removal (one netlink request)
             after(mods["_kernel._links"].Links, "delete_many")
     elif point == "configure":
         after(mods["_kernel._links"].Links, "configure")
+        after(mods["_kernel._links"].Links, "configure_many")
     else:
         raise ValueError(point)
 
@@ -130,11 +132,11 @@ _WARM = []
 
 
 def _warm() -> None:
-    """Import in the parent what every child needs (pyroute2 is imported on the first change)."""
+    """Import in the parent what every child needs (pyroute2's message classes are imported on the
+    first change that needs them)."""
     if not _WARM:
-        _mods()
-        from pyroute2 import IPRoute  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
-        from pyroute2.netlink.exceptions import NetlinkError  # noqa: F401  pylint: disable=import-outside-toplevel
+        mods = _mods()
+        mods["_kernel._links"]._nl.messages()
         _WARM.append(True)
 
 

@@ -1,12 +1,14 @@
 # Copyright (c) netdev.tuntap contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Netlink: list links (through _rtnl), change link settings and delete links (through pyroute2).
+"""Netlink: list links (through _rtnl), change and delete links (through _nl).
 
 All calls talk to the namespace the thread was in when ``Links`` was made, so make
 it inside ``_netns.entered(...)``. One dump per run is read into ``LinkInfo``
-records; changes are one request per device, except ``delete_many``: deleting a device
-waits for an RCU grace period (about 16 ms), so many devices are put into one link group
-and the group is deleted in one request, which the kernel unregisters together.
+records. A change to one device is one request encoded by pyroute2's message class
+(imported light, see _nl); ``configure_many`` changes many devices in one batch of
+requests. Deleting a device waits for an RCU grace period (about 16 ms), so
+``delete_many`` puts many devices into one link group and deletes the group in one
+request, which the kernel unregisters together.
 """
 
 from __future__ import annotations
@@ -17,14 +19,14 @@ import os
 import random
 
 from ansible_collections.netdev.tuntap.plugins.module_utils._device import LinkInfo, link_info
-from ansible_collections.netdev.tuntap.plugins.module_utils._kernel import _rtnl
+from ansible_collections.netdev.tuntap.plugins.module_utils._kernel import _nl, _rtnl
 from ansible_collections.netdev.tuntap.plugins.module_utils._kernel._rtnl import dump_links
 
-# Importing pyroute2 costs 0.2 s, and a run that changes nothing never needs it: look for it
-# now (the module reports it missing with missing_required_lib), import it on the first change.
+# The module reports pyroute2 missing with missing_required_lib before it does anything; its
+# message classes are imported (light, see _nl) on the first change that needs them.
 PYROUTE2_IMPORT_ERROR = None if importlib.util.find_spec("pyroute2") else ImportError("No module named 'pyroute2'")
 
-MIN_PYROUTE2 = "0.7.2"
+MIN_PYROUTE2 = _nl.MIN_PYROUTE2
 
 
 # Link groups this module picks for a bulk delete: high enough to stay clear of the small numbers
@@ -44,32 +46,40 @@ class BulkDeleteError(LinkError):
         self.gone = gone
 
 
-def _netlink_error() -> type:
-    """pyroute2's NetlinkError (pyroute2 is imported by then: see Links._ipr)."""
-    from pyroute2.netlink.exceptions import NetlinkError  # pylint: disable=import-outside-toplevel
-    return NetlinkError
+def link_settings(mtu: int | None = None, mac_address: str | None = None, master: int | None = None,
+                  up: bool | None = None, alias: str | None = None, txqueuelen: int | None = None) -> dict:
+    """The settings of one link request (see _nl.pack); None leaves a setting alone."""
+    settings = {"mtu": mtu, "address": mac_address, "master": master, "alias": alias, "txqlen": txqueuelen,
+                "up": up}
+    return {key: value for key, value in settings.items() if value is not None}
+
+
+def refusal(name: str, settings: dict, code: int) -> LinkError:
+    """The error for a link request on ``name`` the kernel answered with errno ``code``."""
+    shown = ", ".join("%s=%s" % ("state" if key == "up" else key,
+                                 ("up" if value else "down") if key == "up" else value)
+                      for key, value in sorted(settings.items()) if key != "alias")
+    return LinkError("the kernel refused to set %s on %r: %s (errno %d)"
+                     % (shown or "the alias", name, os.strerror(code), code))
 
 
 class Links:
     """Netlink in the namespace the thread is in when this is made: reads through _rtnl,
-    changes through pyroute2 (opened on the first change, so a run that changes nothing
-    never starts it)."""
+    changes through one socket of _nl's (opened on the first change)."""
 
     def __init__(self):
         self._netns_fd = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-        self._ipr_session = None
+        self._socket = None
 
     @property
-    def _ipr(self):
-        if self._ipr_session is None:
+    def _nl(self) -> _nl.Rtnl:
+        if self._socket is None:
             self._require_same_namespace()
             try:
-                from pyroute2 import IPRoute  # pylint: disable=import-outside-toplevel
-            except ImportError as exc:
-                raise LinkError("pyroute2 cannot be imported (%s); the module needs pyroute2 >= %s"
-                                % (exc, MIN_PYROUTE2))
-            self._ipr_session = IPRoute()
-        return self._ipr_session
+                self._socket = _nl.Rtnl()
+            except OSError as exc:
+                raise LinkError("opening a netlink socket failed: %s" % (exc.strerror or exc))
+        return self._socket
 
     def _require_same_namespace(self) -> None:
         # Sockets talk to the namespace they are made in: make them where this object was made.
@@ -79,9 +89,9 @@ class Links:
             raise LinkError("internal error: netlink used outside the namespace it was opened for")
 
     def close(self) -> None:
-        if self._ipr_session is not None:
-            self._ipr_session.close()
-            self._ipr_session = None
+        if self._socket is not None:
+            self._socket.close()
+            self._socket = None
         os.close(self._netns_fd)
 
     def __enter__(self) -> "Links":
@@ -101,40 +111,48 @@ class Links:
     def get(self, name: str) -> LinkInfo | None:
         return self.dump().get(name)
 
+    def _request(self, kind: int, index: int, settings: dict) -> int:
+        """One request, encoded by pyroute2; its errno (0: done)."""
+        sock = self._nl
+        try:
+            seq = sock.next_seq()
+            return sock.request(_nl.encode(kind, seq, index, settings), seq)
+        except _nl.NetlinkUnavailable as exc:
+            raise LinkError(str(exc))
+        except OSError as exc:
+            raise LinkError("netlink failed: %s" % (exc.strerror or exc))
+
     def configure(self, name: str, index: int, mtu: int | None = None, mac_address: str | None = None,
                   master: int | None = None, up: bool | None = None, alias: str | None = None,
                   txqueuelen: int | None = None) -> None:
         """Apply the given settings in one request; None leaves a setting alone (master 0 detaches)."""
-        changes = {}
-        if mtu is not None:
-            changes["mtu"] = mtu
-        if mac_address is not None:
-            changes["address"] = mac_address
-        if master is not None:
-            changes["master"] = master
-        if alias is not None:
-            changes["ifalias"] = alias
-        if txqueuelen is not None:
-            changes["txqlen"] = txqueuelen
-        if up is not None:
-            changes["state"] = "up" if up else "down"
-        if not changes:
+        settings = link_settings(mtu, mac_address, master, up, alias, txqueuelen)
+        if not settings:
             return
-        ipr = self._ipr
+        code = self._request(_nl.RTM_NEWLINK, index, settings)
+        if code:
+            raise refusal(name, settings, code)
+
+    def configure_many(self, changes: list) -> list:
+        """Apply (name, ifindex, settings) changes (settings from ``link_settings``) as one batch of
+        requests; the LinkError of each, None where it was done. The kernel carries out each on
+        its own, in order: one refused does not stop the others."""
+        self._require_same_namespace()
+        todo = [(name, index, settings) for name, index, settings in changes if settings]
         try:
-            ipr.link("set", index=index, **changes)
-        except _netlink_error() as exc:
-            shown = ", ".join("%s=%s" % (k, v) for k, v in sorted(changes.items()) if k != "ifalias")
-            raise LinkError("the kernel refused to set %s on %r: %s" % (shown or "the alias", name, exc))
+            codes = iter(self._nl.links(_nl.RTM_NEWLINK, [(index, settings) for _name, index, settings in todo]))
+        except OSError as exc:
+            raise LinkError("netlink failed: %s" % (exc.strerror or exc))
+        errors = []
+        for name, _index, settings in changes:
+            code = next(codes) if settings else 0
+            errors.append(refusal(name, settings, code) if code else None)
+        return errors
 
     def delete(self, name: str, index: int) -> None:
-        ipr = self._ipr
-        try:
-            ipr.link("del", index=index)
-        except _netlink_error() as exc:
-            if exc.code == 19:  # already gone
-                return
-            raise LinkError("deleting %r failed: %s" % (name, exc))
+        code = self._request(_nl.RTM_DELLINK, index, {})
+        if code and code != errno.ENODEV:  # ENODEV: already gone
+            raise LinkError("deleting %r failed: %s (errno %d)" % (name, os.strerror(code), code))
 
     def delete_many(self, devices: list, groups_in_use) -> set:
         """Delete ``devices`` as one kernel batch; return the ifindexes gone.

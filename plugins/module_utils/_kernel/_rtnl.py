@@ -1,12 +1,12 @@
 # Copyright (c) netdev.tuntap contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""One rtnetlink link dump (RTM_GETLINK), and batches of link requests, with a plain socket.
+"""One rtnetlink link dump (RTM_GETLINK) with a plain socket, and link groups set and deleted.
 
 Every run reads all links of the namespace once or twice. pyroute2 decodes each message
 into generic objects, which costs about 0.8 ms per link (0.9 s for a thousand taps, on
 every run, changed or not); reading only the attributes we use costs a few microseconds.
-pyroute2 is still what changes single links; a batch of many small requests (link groups,
-for deleting many devices at once) is written here as raw messages, many to one send().
+Requests that change links are _nl's; the link groups (for deleting many devices at once)
+are set and deleted here as batches of them, many to a send().
 
 The socket talks to the network namespace the calling thread is in when it is made.
 """
@@ -17,6 +17,8 @@ import errno
 import os
 import socket
 import struct
+
+from ansible_collections.netdev.tuntap.plugins.module_utils._kernel import _nl
 
 NETLINK_ROUTE = 0
 RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK = 16, 17, 18
@@ -167,59 +169,18 @@ def _dump_once(sock, seq: int) -> tuple[list, bool]:
             offset = (end + 3) & ~3
 
 
-# -- batches of requests ------------------------------------------------------------------------
-# One send() carries up to this many requests; the kernel answers each with an ACK, and reading
-# them before the next send keeps the socket's receive buffer from overflowing.
-BATCH_CHUNK = 256
-
-
-def _link_request(kind: int, seq: int, index: int, attrs: bytes) -> bytes:
-    body = _IFINFOMSG.pack(socket.AF_UNSPEC, 0, index, 0, 0) + attrs
-    return _NLMSGHDR.pack(_NLMSGHDR.size + len(body), kind, NLM_F_REQUEST | NLM_F_ACK, seq, 0) + body
-
-
-def _u32_attr(kind: int, value: int) -> bytes:
-    return _RTATTR.pack(8, kind) + struct.pack("=I", value)
-
-
-def _read_acks(sock, pending: set) -> dict:
-    """Read the ACK of every sequence number in ``pending``: {seq: errno (0 for success)}."""
-    answers = {}
-    while pending:
-        data = sock.recv(1 << 20)
-        offset = 0
-        while offset + _NLMSGHDR.size <= len(data):
-            length, kind, _flags, seq, _pid = _NLMSGHDR.unpack_from(data, offset)
-            if length < _NLMSGHDR.size:
-                raise NetlinkDumpError(errno.EPROTO, "malformed netlink message in an answer")
-            if kind == NLMSG_ERROR and seq in pending:
-                answers[seq] = -struct.unpack_from("=i", data, offset + _NLMSGHDR.size)[0]
-                pending.discard(seq)
-            offset = (offset + length + 3) & ~3
-    return answers
-
-
-def send_batch(requests: list) -> list:
-    """Send ``requests`` ((kind, ifindex, attrs) each) and return the errno of each (0: done).
-
-    They go out BATCH_CHUNK to a send(); the kernel runs them in order, each on its own.
-    """
-    results = []
-    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_ROUTE) as sock:
-        sock.bind((0, 0))
-        for start in range(0, len(requests), BATCH_CHUNK):
-            chunk = requests[start:start + BATCH_CHUNK]
-            seqs = list(range(start + 1, start + 1 + len(chunk)))
-            sock.sendall(b"".join(_link_request(kind, seq, index, attrs)
-                                  for seq, (kind, index, attrs) in zip(seqs, chunk)))
-            answers = _read_acks(sock, set(seqs))
-            results.extend(answers[seq] for seq in seqs)
-    return results
+# -- batches of requests (on _nl's socket) ------------------------------------------------------
+def _send(kind: int, settings_of: list) -> list:
+    sock = _nl.Rtnl()
+    try:
+        return sock.links(kind, settings_of)
+    finally:
+        sock.close()
 
 
 def set_groups(indexes_groups: list) -> list:
     """Put each link (ifindex, group) into that link group; the errno of each (0: done)."""
-    return send_batch([(RTM_NEWLINK, index, _u32_attr(IFLA_GROUP, group)) for index, group in indexes_groups])
+    return _send(RTM_NEWLINK, [(index, {"group": group}) for index, group in indexes_groups])
 
 
 def delete_group(group: int) -> int:
@@ -227,4 +188,4 @@ def delete_group(group: int) -> int:
 
     Returns the errno (0: done). The kernel refuses group 0, the default group of every link.
     """
-    return send_batch([(RTM_DELLINK, 0, _u32_attr(IFLA_GROUP, group))])[0]
+    return _send(RTM_DELLINK, [(0, {"group": group})])[0]

@@ -1,6 +1,6 @@
 # Copyright (c) netdev.tuntap contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The tun driver's ioctls on /dev/net/tun: create a device, and set owner/group.
+"""The tun driver's ioctls on /dev/net/tun: create a device (held, then persistent), set owner/group.
 
 Done by hand rather than through pyroute2 because TUNSETIFF copies the name the
 kernel settled on back into the ifreq, and that is the name we must record.
@@ -13,6 +13,7 @@ import errno
 import fcntl
 import os
 import platform
+import resource
 import struct
 from typing import NamedTuple
 
@@ -193,27 +194,50 @@ def _set_owner_group(fd: int, name: str, owner: int | None, group: int | None) -
         raise TunError("setting owner/group of %r failed: %s" % (name, exc.strerror))
 
 
-def create(name: str, flags: int, owner: int | None, group: int | None, configure=None) -> str:
-    """Create a persistent device named exactly ``name``; return the name the kernel confirmed.
+def open_new(name: str, flags: int, owner: int | None, group: int | None) -> tuple[int, str]:
+    """Create a device named exactly ``name``, bound to a new descriptor: (descriptor, the name the
+    kernel confirmed). Fails with NameTaken if the name exists.
 
-    Fails with NameTaken if the name exists. ``configure(name)``, when given, runs while
-    the device is still bound to our descriptor. Persistence is set last: if anything
-    before it fails, or the process is killed, closing the descriptor makes the kernel
-    destroy the device, so no device survives half-made or without its mark.
+    The device lives only as long as the descriptor until ``persist``: if anything fails before,
+    or the process is killed, closing the descriptor makes the kernel destroy it, so no device
+    survives half-made or without its mark. Close it with ``close`` (also after ``persist``).
     """
     fd = _open_tun()
     try:
         confirmed = _attach(fd, name, flags | IFF_TUN_EXCL)
         _set_owner_group(fd, confirmed, owner, group)
-        if configure is not None:
-            configure(confirmed)
-        try:
-            fcntl.ioctl(fd, TUNSETPERSIST, 1)
-        except OSError as exc:
-            raise TunError("making %r persistent failed: %s" % (confirmed, exc.strerror))
-        return confirmed
-    finally:
+    except BaseException:
         os.close(fd)
+        raise
+    return fd, confirmed
+
+
+def persist(fd: int, name: str) -> None:
+    """Make the device bound to ``fd`` outlive it (TUNSETPERSIST)."""
+    try:
+        fcntl.ioctl(fd, TUNSETPERSIST, 1)
+    except OSError as exc:
+        raise TunError("making %r persistent failed: %s" % (name, exc.strerror))
+
+
+def close(fd: int) -> None:
+    """Let go of a device: one not yet persistent is destroyed by the kernel."""
+    os.close(fd)
+
+
+def descriptors_available(margin: int = 64) -> int:
+    """How many devices may be held open at once: the soft RLIMIT_NOFILE, raised to the hard one
+    (a batch holds one descriptor per device until it is configured), less ``margin`` for the
+    descriptors the process uses otherwise."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        wanted = 1 << 20 if hard == resource.RLIM_INFINITY else hard
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+            soft = wanted
+        except (OSError, ValueError):
+            pass  # keep the soft limit
+    return max(1, soft - margin)
 
 
 def set_owner_group(name: str, flags: int, owner: int | None, group: int | None) -> None:
