@@ -53,6 +53,7 @@ _ERRNO = struct.Struct("=i")
 # RCVBUF below; an answer takes about 1 KiB of it, whatever its size), or the kernel drops them.
 CHUNK = 1024
 RCVBUF = 4 << 20
+SEND_BYTES = 64 << 10   # well under the default send buffer (212992 bytes)
 
 
 class NetlinkUnavailable(Exception):
@@ -241,8 +242,7 @@ class Rtnl:
         The kernel carries out each on its own: one refused does not stop the others.
         """
         results = []
-        for start in range(0, len(messages), self._chunk):
-            chunk = messages[start:start + self._chunk]
+        for chunk in self._chunks(messages):
             pending = {seq for seq, _message in chunk}
             answers: dict = {}
             self._sock.sendall(b"".join(message for _seq, message in chunk))
@@ -250,6 +250,19 @@ class Rtnl:
                 read_answers(self._sock.recv(1 << 20), pending, answers)
             results.extend(answers[seq] for seq, _message in chunk)
         return results
+
+    def _chunks(self, messages: list):
+        """Runs of ``messages`` of at most self._chunk requests and SEND_BYTES bytes (a send larger
+        than the socket's send buffer is refused whole)."""
+        chunk, size = [], 0
+        for seq, message in messages:
+            if chunk and (len(chunk) >= self._chunk or size + len(message) > SEND_BYTES):
+                yield chunk
+                chunk, size = [], 0
+            chunk.append((seq, message))
+            size += len(message)
+        if chunk:
+            yield chunk
 
     def links(self, kind: int, settings_of: list) -> list:
         """Send one hand-packed request per (ifindex, settings) pair; the errno of each."""

@@ -120,3 +120,14 @@ except NetlinkUnavailable as exc:
 """ % NL)
     assert seen["error"].startswith("pyroute2 cannot be imported (")
     assert seen["error"].endswith("the module needs pyroute2 >= %s" % _nl.MIN_PYROUTE2)
+
+
+def test_requests_go_in_runs_bounded_by_count_and_bytes():
+    sock = _nl.Rtnl.__new__(_nl.Rtnl)   # no socket: only the splitting is tested
+    sock._chunk = 3                     # pylint: disable=protected-access
+    small = [(seq, b"x" * 100) for seq in range(7)]
+    assert [len(run) for run in sock._chunks(small)] == [3, 3, 1]   # pylint: disable=protected-access
+    large = [(seq, b"x" * (_nl.SEND_BYTES // 2)) for seq in range(3)]
+    sock._chunk = 100                   # pylint: disable=protected-access
+    assert [len(run) for run in sock._chunks(large)] == [2, 1]      # pylint: disable=protected-access
+    assert [seq for run in sock._chunks(small) for seq, _m in run] == list(range(7))  # pylint: disable=protected-access
