@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # Copyright (c) netdev.tuntap contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Batch creation against the kernel's floor, whole processes, interleaved; and a run's peak RSS.
@@ -115,7 +114,7 @@ def shown(values) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", maxsplit=1)[0])
     parser.add_argument("--sizes", default="1,1000,5000")
     parser.add_argument("--rounds", type=int, default=3)
     options = parser.parse_args()
@@ -129,7 +128,7 @@ def main() -> int:
             for size in sizes:
                 times["raw", size].append(run_raw(ns, size))
                 times["module", size].append(run_module(ns, work, size))
-        rss = [peak_rss_mb(ns, work) for _ in range(3)]
+        rss = [peak_rss_mb(ns, work) for _run in range(3)]
     finally:
         subprocess.run(["ip", "netns", "del", ns], check=False)
         shutil.rmtree(work, ignore_errors=True)

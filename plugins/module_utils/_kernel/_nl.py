@@ -23,7 +23,6 @@ from __future__ import annotations
 import errno
 import importlib
 import importlib.util
-import os
 import socket
 import struct
 import sys
