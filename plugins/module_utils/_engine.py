@@ -35,6 +35,7 @@ from ansible_collections.netdev.tuntap.plugins.module_utils._kernel._ovs import 
 from ansible_collections.netdev.tuntap.plugins.module_utils._kernel._tun import TunError
 from ansible_collections.netdev.tuntap.plugins.module_utils._plan import (
     Planner, PlanError, lease_namespaces, lookups, ovs_db_of, port_needs)
+from ansible_collections.netdev.tuntap.plugins.module_utils._names import InvalidName, validate_name
 from ansible_collections.netdev.tuntap.plugins.module_utils._nodes import node_dir
 from ansible_collections.netdev.tuntap.plugins.module_utils._registry import Registry, RegistryError
 from ansible_collections.netdev.tuntap.plugins.module_utils._results import report
@@ -333,12 +334,13 @@ def _sweep_stale_nodes(netns, world) -> list:
     except OSError as exc:
         return ["listing the macvtap device nodes in %s failed: %s; the devices themselves were changed and "
                 "recorded" % (directory, exc.strerror or exc)]
-    if not entries:
-        keep = {}
-    else:
-        _world.look_up(world, {netns: entries})
+    # Only a valid interface name can be a device's: anything else there is no macvtap's node.
+    names = [entry for entry in entries if _valid_name(entry)]
+    keep = {}
+    if names:
+        _world.look_up(world, {netns: names})
         links = world.devices(netns)
-        keep = {name: links[name].macvlan.chardev for name in entries
+        keep = {name: links[name].macvlan.chardev for name in names
                 if name in links and links[name].kind == MACVTAP and links[name].macvlan is not None
                 and links[name].macvlan.chardev is not None}
     try:
@@ -349,3 +351,11 @@ def _sweep_stale_nodes(netns, world) -> list:
         return []
     return ["removed %d stale macvtap device node(s) in %s whose device was deleted outside this module: %s"
             % (len(removed), directory, ", ".join(removed))]
+
+
+def _valid_name(name: str) -> bool:
+    try:
+        validate_name(name)
+    except InvalidName:
+        return False
+    return True
