@@ -22,9 +22,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
-from ansible_collections.netdev.tuntap.plugins.module_utils._device import MACVTAP
-from ansible_collections.netdev.tuntap.plugins.module_utils._device import link_info
-from ansible_collections.netdev.tuntap.plugins.module_utils._kernel import _brvlan, _chardev, _holders, _hostside, _probe, _rtnl
+from ansible_collections.netdev.tuntap.plugins.module_utils._device import MACVTAP, link_info
+from ansible_collections.netdev.tuntap.plugins.module_utils._kernel import (
+    _brvlan, _chardev, _holders, _hostside, _probe, _rtnl)
 from ansible_collections.netdev.tuntap.plugins.module_utils._kernel._links import LinkError, Links
 from ansible_collections.netdev.tuntap.plugins.module_utils._kernel._netns import entered, netns_exists
 from ansible_collections.netdev.tuntap.plugins.module_utils._kernel._ovs import OvsError
