@@ -93,8 +93,9 @@ def run(namespace, reg, window=4, first_lookups=True, **params):
 
 
 def test_the_names_a_task_gives_and_the_window_after_the_counter_are_looked_up_first():
-    reg = state(counters={"vn%d": 6}, leases={"a": {"name": "vn3", "template": "vn%d", "id": 3, "netns": NS,
-                                                     "mode": "tap", "multi_queue": False, "since": 1.0}})
+    record = {"name": "vn3", "template": "vn%d", "id": 3, "netns": NS, "mode": "tap", "multi_queue": False,
+              "since": 1.0}
+    reg = state(counters={"vn%d": 6}, leases={"a": record})
     task = parse_task(dict(registry=REG, netns=NS, devices=[
         {"name": "vn%d", "lease": "a", "bridge": "br0"}, {"name": "vn%d", "lease": "b"}, {"name": "lit0"}]))
     wanted = lookups(task, Ledger(reg, lambda: 1000.0), 4)
@@ -178,6 +179,6 @@ def test_the_allocator_lists_a_window_of_free_looking_numbers_after_an_unknown_o
 
 def test_the_allocator_lists_nothing_when_every_number_it_hands_out_is_known():
     allocator = TemplateAllocator("vn%d", 99, 5, {7}, unknown=lambda n: n > 9, window=8)
-    assert [allocator.take() for _ in range(3)] == [6, 8, 9]
+    assert [allocator.take() for _step in range(3)] == [6, 8, 9]
     assert allocator.unknown_numbers == set()
     assert allocator.take() == 10 and allocator.unknown_numbers == set(range(10, 18))
