@@ -6,6 +6,12 @@ Pure logic. The caller gathers which numbers are blocked (devices present in the
 target namespace, names leased to others, names released less than reuse_delay
 ago) as one set, so the search costs set look-ups, never system calls, and the
 exhaustion check is a count rather than a walk over the whole range.
+
+Which devices exist is known only for the names looked up (a namespace is not listed whole
+on every run): ``unknown(number)`` says whether a number's name was looked up. A number
+handed out whose name was not is taken all the same, and the allocator records it with
+the next free numbers after it (a window) in ``unknown_numbers``: the caller looks their
+names up and allocates again.
 """
 
 from __future__ import annotations
@@ -31,13 +37,16 @@ class TemplateAllocator:
     batch never gets the same number twice.
     """
 
-    def __init__(self, template: str, max_id: int, last: int, blocked: set[int]):
+    def __init__(self, template: str, max_id: int, last: int, blocked: set[int], unknown=None, window: int = 1):
         self.template = template
         self.max_id = max_id
         self.last = last
         self.taken = 0
         self._blocked = blocked
         self._blocked_in_range = sum(1 for n in blocked if 0 <= n <= max_id)
+        self._unknown = unknown
+        self.window = max(1, window)
+        self.unknown_numbers: set[int] = set()  # numbers to look up before the allocation stands
 
     def block(self, number: int) -> None:
         """Mark a number unusable (e.g. the kernel said the name exists)."""
@@ -63,7 +72,21 @@ class TemplateAllocator:
 
     def take(self) -> int:
         number = self.peek()
+        if self._unknown is not None and number not in self.unknown_numbers and self._unknown(number):
+            self.unknown_numbers.update(self._next_free(number, self.window))
         self.last = number
         self.taken += 1
         self.block(number)
         return number
+
+    def _next_free(self, number: int, count: int) -> list:
+        """``number`` and the numbers after it that are not blocked, ``count`` in all (fewer
+        when the range has fewer), wrapping after max_id."""
+        found = []
+        for _step in range(self.max_id + 1):
+            if number not in self._blocked:
+                found.append(number)
+                if len(found) == count:
+                    break
+            number = number + 1 if number < self.max_id else 0
+        return found

@@ -7,6 +7,14 @@ memory, so check mode reports the names a real run would use. Each item's effect
 recorded on a scratch copy of the ledger, and the devices it deletes are struck from
 the snapshot, so a later item of the same batch sees what the earlier ones leave (a
 released literal name, a deleted device).
+
+The snapshot need not list every device of a namespace: the planner asks it only about
+names, and of a namespace read in part it knows only the names looked up. A name it does
+not know is taken as free for the rest of the plan and listed in ``unknown``; a template
+whose counter is not set yet (it starts above every matching device) lists its namespace
+in ``unread``. The engine looks those up and plans again; only a plan with neither stands.
+``lookups`` says beforehand which names a plan will ask about, so that most runs need one
+batch of look-ups and one plan.
 """
 
 from __future__ import annotations
@@ -17,7 +25,7 @@ from ansible_collections.netdev.tuntap.plugins.module_utils._allocator import (
     RangeExhausted, TemplateAllocator, first_counter)
 from ansible_collections.netdev.tuntap.plugins.module_utils._device import MACVLAN_KINDS, MACVTAP, TUNTAP
 from ansible_collections.netdev.tuntap.plugins.module_utils._marks import encode_mark
-from ansible_collections.netdev.tuntap.plugins.module_utils._names import TemplateMatcher
+from ansible_collections.netdev.tuntap.plugins.module_utils._names import TemplateMatcher, render
 from ansible_collections.netdev.tuntap.plugins.module_utils._nodes import node_path, wanted_node
 
 
@@ -32,6 +40,37 @@ def lease_namespaces(task, ledger) -> set:
         keys.update(ledger.leases_under(prefix))
     records = (ledger.lease(key) for key in keys)
     return {record.get("netns") for record in records if record is not None} - {task.netns}
+
+
+def lookups(task, ledger, window: int) -> dict:
+    """netns -> the device names a plan of ``task`` asks about, as far as the task and the
+    registry tell: the literal names, bridges and lower devices it names, the devices of the
+    leases it may act on, and for each template it creates from, the ``window`` names after
+    the template's counter (where its next names come from, and where devices made by a run
+    the registry lost would be found)."""
+    wanted: dict = {task.netns: set()}
+
+    def add(netns, name) -> None:
+        if name:
+            wanted.setdefault(netns, set()).add(name)
+
+    templates: dict = {}
+    for spec in task.devices:
+        for name in (spec.name, spec.bridge, spec.link):
+            add(task.netns, name)
+        if spec.template is not None and spec.state == "present":
+            templates[spec.template] = templates.get(spec.template, 0) + 1
+    for record in _touched_leases(task, ledger):
+        add(record.get("netns"), record["name"])
+    for template, count in templates.items():
+        last = ledger.counter(template)
+        if last is None:
+            continue  # the whole namespace is read for it (see Planner.unread)
+        number = last
+        for _step in range(min(window + count, task.max_id + 1)):
+            number = number + 1 if 0 <= number < task.max_id else 0
+            add(task.netns, render(template, number))
+    return wanted
 
 
 def _touched_leases(task, ledger) -> list:
@@ -113,7 +152,7 @@ def _where(netns) -> str:
 
 
 class Planner:
-    def __init__(self, task, ledger, world, orphans=()):
+    def __init__(self, task, ledger, world, orphans=(), window: int = 64):
         self.task = task
         self.ledger = ledger.copy()   # scratch: what the earlier items leave for the later ones
         self.world = world
@@ -127,9 +166,23 @@ class Planner:
         # the engine looks them up and plans again when that can change the plan.
         self.unchecked: list = []
         self.refusal_pending = False  # a device in use by the kernel's signs, refused once its PIDs are known
+        # Names the snapshot does not know, taken as free in this plan: (netns, name). The engine looks
+        # them up and plans again. ``window``: how many free-looking names after an unknown one a
+        # template asks for at once.
+        self.unknown: set = set()
+        self.unread: set = set()   # namespaces the plan needs every link of (a template's first counter)
+        self.window = window
 
     # -- the plan ----------------------------------------------------------
     def plan(self) -> list:
+        try:
+            return self._plan()
+        finally:
+            # Also when the plan failed: the failure may come from a name taken as free unseen.
+            for allocator in self.allocators.values():
+                self.unknown.update((self.task.netns, allocator.render(n)) for n in allocator.unknown_numbers)
+
+    def _plan(self) -> list:
         actions = []
         for spec in self.task.devices:
             action = self._plan_present(spec) if spec.state == "present" else self._plan_absent(spec)
@@ -195,6 +248,9 @@ class Planner:
 
     def _device(self, netns, name: str):
         if (netns, name) in self.gone:
+            return None
+        if not self.world.knows(netns, name):
+            self.unknown.add((netns, name))
             return None
         return self.world.device(netns, name)
 
@@ -476,7 +532,8 @@ class Planner:
         allocator = self.allocators.get(template)
         if allocator is None:
             matcher = TemplateMatcher(template, self.task.max_id)
-            present = self.world.devices(self.task.netns)
+            netns = self.task.netns
+            present = self.world.devices(netns)
             existing = {n for n in map(matcher.number, present) if n is not None}
             blocked = set(existing)
             blocked.update(n for n in (matcher.number(rec["name"]) for rec in self.ledger.leases.values())
@@ -489,8 +546,12 @@ class Planner:
                            if n is not None)
             last = self.ledger.counter(template)
             if last is None:
+                # The first counter is above every matching device: only the whole list says which.
+                if not self.world.whole(netns):
+                    self.unread.add(netns)
                 last = first_counter(existing)
-            allocator = TemplateAllocator(template, self.task.max_id, last, blocked)
+            allocator = TemplateAllocator(template, self.task.max_id, last, blocked, window=self.window,
+                                          unknown=lambda n: not self.world.knows(netns, render(template, n)))
             self.allocators[template] = allocator
         return allocator
 
