@@ -18,7 +18,7 @@ REASONS: dict[str, str] = {
     "create_whole_1000": _CREATE,
     "memory_5000": ("measured on commit 673554f: a bare AnsibleModule import peaks at 23 MB, adding "
                     "`import pyroute2` (its package __init__ imports everything) at 36 MB, before any lease "
-                    "is read; the rest grows with the registry, loaded whole"),
+                    "is read; the rest grows with the number of leases (not profiled further)"),
 }
 REASONS["memory_30000"] = REASONS["memory_5000"]
 
