@@ -34,7 +34,7 @@ sys.path.insert(0, HERE)
 
 # pylint: disable=wrong-import-position
 from nttbench import machine, scenarios  # noqa: E402
-from nttbench.derive import derive  # noqa: E402
+from nttbench.derive import derive, int_keys  # noqa: E402
 from nttbench.plan import FULL, TINY  # noqa: E402
 from nttbench.scratch import Scratch, trap_signals  # noqa: E402
 from nttbench.targets import evaluate  # noqa: E402
@@ -48,6 +48,8 @@ def main() -> int:
     parser.add_argument("--out", help="directory for benchmarks.md/.png (default: docs/, tiny: tests/output/bench/)")
     parser.add_argument("--note", default="", help="a sentence put at the top of the doc (e.g. the machine was shared)")
     parser.add_argument("--check", metavar="DIR", help="only check the output of a run in DIR")
+    parser.add_argument("--render", metavar="RESULTS_JSON",
+                        help="only write the doc and the PNG again from the raw samples of an earlier run")
     args = parser.parse_args()
     if args.check:
         from nttbench.check import check  # pylint: disable=import-outside-toplevel
@@ -56,6 +58,15 @@ def main() -> int:
             print("bench check: " + problem, file=sys.stderr)
         print("bench check: %s" % ("FAILED" if problems else "OK - the doc, the PNG and every figure are there"))
         return 1 if problems else 0
+    if args.render:
+        with open(args.render, encoding="utf-8") as handle:
+            data = int_keys(json.load(handle))
+        plan = TINY if data["tiny"] else FULL
+        plan = type(plan)(**dict(plan.__dict__, rounds=data["rounds"],
+                                 loop_rounds=data.get("loop_rounds", plan.loop_rounds)))
+        out = args.out or (os.path.dirname(os.path.abspath(args.render)) if plan.tiny else os.path.join(ROOT, "docs"))
+        write(plan, data["samples"], data["machine"], out, args.note or data.get("note", ""), data["seconds"])
+        return 0
     if os.geteuid() != 0:
         print("bench.py: needs root (network namespaces, tun/tap devices)", file=sys.stderr)
         return 2
@@ -94,23 +105,28 @@ def main() -> int:
     elapsed = time.monotonic() - started
     info["load_after"] = machine.loadavg()
 
+    with open(os.path.join(out if plan.tiny else raw_dir, "results.json" if plan.tiny else "results-full.json"), "w",
+              encoding="utf-8") as handle:
+        json.dump({"tiny": plan.tiny, "rounds": plan.rounds, "loop_rounds": plan.loop_rounds, "machine": info,
+                   "seconds": elapsed, "note": args.note, "samples": samples}, handle, indent=1)
+    write(plan, samples, info, out, args.note, elapsed)
+    return 0
+
+
+def write(plan, samples: dict, info: dict, out: str, note: str, elapsed: float) -> None:
+    """The doc, the PNG and the console table from the raw samples."""
     # pylint: disable=import-outside-toplevel
     from nttbench import chart, markdown
     fig = derive(samples)
     targets = evaluate(plan, fig)
-    with open(os.path.join(out if plan.tiny else raw_dir, "results.json" if plan.tiny else "results-full.json"), "w",
-              encoding="utf-8") as handle:
-        json.dump({"tiny": plan.tiny, "rounds": plan.rounds, "machine": info, "seconds": elapsed,
-                   "samples": samples}, handle, indent=1)
     title = "netdev.tuntap %s, %s, %s cores, kernel %s, %s%s" % (
         info["commit"], info["cpu"], info["cores"], info["kernel"], info["date"], " (tiny run)" if plan.tiny else "")
     chart.draw(fig, os.path.join(out, "benchmarks.png"), title)
     with open(os.path.join(out, "benchmarks.md"), "w", encoding="utf-8") as handle:
-        handle.write(markdown.document(plan, fig, targets, info, "benchmarks.png", args.note, elapsed))
+        handle.write(markdown.document(plan, fig, targets, info, "benchmarks.png", note, elapsed))
     print(markdown.console(plan, fig, targets))
     print("\nwrote %s and %s (whole run %.0f s)" % (os.path.join(out, "benchmarks.md"),
                                                    os.path.join(out, "benchmarks.png"), elapsed))
-    return 0
 
 
 if __name__ == "__main__":
