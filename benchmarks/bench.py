@@ -23,6 +23,7 @@ on exit, also on failure or Ctrl-C. `bench.py --check DIR` checks a run's output
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -62,8 +63,7 @@ def main() -> int:
         with open(args.render, encoding="utf-8") as handle:
             data = int_keys(json.load(handle))
         plan = TINY if data["tiny"] else FULL
-        plan = type(plan)(**dict(plan.__dict__, rounds=data["rounds"],
-                                 loop_rounds=data.get("loop_rounds", plan.loop_rounds)))
+        plan = dataclasses.replace(plan, rounds=data["rounds"], loop_rounds=data.get("loop_rounds", plan.loop_rounds))
         out = args.out or (os.path.dirname(os.path.abspath(args.render)) if plan.tiny else os.path.join(ROOT, "docs"))
         write(plan, data["samples"], data["machine"], out, args.note or data.get("note", ""), data["seconds"])
         return 0
@@ -72,7 +72,7 @@ def main() -> int:
         return 2
     plan = TINY if args.tiny else FULL
     if args.rounds:
-        plan = type(plan)(**dict(plan.__dict__, rounds=args.rounds, loop_rounds=min(plan.loop_rounds, args.rounds)))
+        plan = dataclasses.replace(plan, rounds=args.rounds, loop_rounds=min(plan.loop_rounds, args.rounds))
     raw_dir = os.path.join(ROOT, "tests", "output", "bench")
     out = args.out or (raw_dir if plan.tiny else os.path.join(ROOT, "docs"))
     os.makedirs(out, exist_ok=True)
@@ -125,8 +125,8 @@ def write(plan, samples: dict, info: dict, out: str, note: str, elapsed: float) 
     with open(os.path.join(out, "benchmarks.md"), "w", encoding="utf-8") as handle:
         handle.write(markdown.document(plan, fig, targets, info, "benchmarks.png", note, elapsed))
     print(markdown.console(plan, fig, targets))
-    print("\nwrote %s and %s (whole run %.0f s)" % (os.path.join(out, "benchmarks.md"),
-                                                   os.path.join(out, "benchmarks.png"), elapsed))
+    print("\nwrote %s and %s (whole run %.0f s)"
+          % (os.path.join(out, "benchmarks.md"), os.path.join(out, "benchmarks.png"), elapsed))
 
 
 if __name__ == "__main__":

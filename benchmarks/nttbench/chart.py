@@ -4,6 +4,8 @@ matplotlib (Agg backend, no display) draws it; it is only needed for this chart
 (requirements/bench.txt)."""
 from __future__ import annotations
 
+import math
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -18,9 +20,9 @@ ALLOC_LABELS = {"module_leased": "tap_device, leased D", "module_unleased": "tap
 def bars(meds: list[float], lows: list[float], highs: list[float]):
     """Medians and error bars for a log axis: values at or below zero (noise swamping a tiny
     per-device cost) are left out of the line, and no bar reaches below zero."""
-    meds = [m if m > 0 else float("nan") for m in meds]
-    down = [min(m - lo, m * 0.999) if m == m else 0 for m, lo in zip(meds, lows)]
-    up = [max(hi - m, 0) if m == m else 0 for m, hi in zip(meds, highs)]
+    meds = [m if m > 0 else math.nan for m in meds]
+    down = [0 if math.isnan(m) else min(m - lo, m * 0.999) for m, lo in zip(meds, lows)]
+    up = [0 if math.isnan(m) else max(hi - m, 0) for m, hi in zip(meds, highs)]
     return meds, [down, up]
 
 

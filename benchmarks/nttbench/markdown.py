@@ -37,8 +37,8 @@ def times(a: float, b: float) -> str:
 def targets_table(targets: list[Target]) -> list[str]:
     lines = ["| target | measured | wanted | verdict | from |", "| --- | ---: | ---: | --- | --- |"]
     for t in targets:
-        lines.append("| %s | %s | %s | %s | %s |" % (t.what, t.measured(), t.wanted(),
-                                                    "**%s**" % t.verdict() if not t.met else t.verdict(), t.detail))
+        verdict = t.verdict() if t.met else "**%s**" % t.verdict()
+        lines.append("| %s | %s | %s | %s | %s |" % (t.what, t.measured(), t.wanted(), verdict, t.detail))
     return lines
 
 
@@ -101,8 +101,8 @@ def document(plan: Plan, fig: dict, targets: list[Target], machine: dict, png: s
             "| tool | N | whole process, s | per device, µs |", "| --- | ---: | ---: | ---: |"]
     for tool, by_n in fig["create"].items():
         for n, entry in sorted(by_n.items()):
-            out.append("| %s | %d | %s | %s |" % (TOOL_NAMES[tool], n, span(entry["whole"]),
-                                                 span(entry["per_device"], 1e6, 0) if "per_device" in entry else "–"))
+            each = span(entry["per_device"], 1e6, 0) if "per_device" in entry else "–"
+            out.append("| %s | %d | %s | %s |" % (TOOL_NAMES[tool], n, span(entry["whole"]), each))
     out += ["", "Ratios to the floor (median of the tool / median of the raw loop):", "",
             "| tool | N | per device | whole process |", "| --- | ---: | ---: | ---: |"]
     for tool, by_n in fig["create"].items():
@@ -112,15 +112,15 @@ def document(plan: Plan, fig: dict, targets: list[Target], machine: dict, png: s
             if n == 1:
                 continue
             floor = fig["create"]["floor"][n]
-            out.append("| %s | %d | %s | %s |" % (TOOL_NAMES[tool], n, times(entry["per_device"][0], floor["per_device"][0]),
-                                                   times(entry["whole"][0], floor["whole"][0])))
+            each = times(entry["per_device"][0], floor["per_device"][0])
+            out.append("| %s | %d | %s | %s |" % (TOOL_NAMES[tool], n, each, times(entry["whole"][0], floor["whole"][0])))
     out += ["", "## 2. One more device with D devices present", "",
             "Leased: the module made the D devices itself (in calls of up to %d) and the registry holds their "
             "leases. Unleased: the raw loop made D taps `ntt0`..., a fresh registry knows none of them; the "
             "kernel's own `%%d` runs in that namespace too (it scans every device). Each round adds one device "
             "(D .. D + %d)." % (plan.batch_chunk, plan.rounds - 1), "",
             "| D | " + " | ".join(ALLOC_NAMES[s] for s in fig["alloc"]) + " |",
-            "| ---: | " + " | ".join("---:" for _ in fig["alloc"]) + " |"]
+            "| ---: | " + " | ".join("---:" for series in fig["alloc"]) + " |"]
     for d in plan.alloc_sizes:
         out.append("| %d | %s |" % (d, " | ".join(
             span(by_d[d], 1e3, 2 if s != "kernel_pct" else 4) + " ms" for s, by_d in fig["alloc"].items())))
@@ -140,8 +140,8 @@ def document(plan: Plan, fig: dict, targets: list[Target], machine: dict, png: s
             "| run | seconds | minus the empty play |", "| --- | ---: | ---: |"]
     empty = fig["role"]["empty"][0]
     for key, label in (("first", "first run"), ("nochange", "no-change run"), ("empty", "empty play")):
-        out.append("| %s | %s | %s |" % (label, span(fig["role"][key], 1, 2),
-                                        "%.2f" % (fig["role"][key][0] - empty) if key != "empty" else "–"))
+        net = "%.2f" % (fig["role"][key][0] - empty) if key != "empty" else "–"
+        out.append("| %s | %s | %s |" % (label, span(fig["role"][key], 1, 2), net))
     out += ["", "## Method and related benchmarks", "",
             "- The module runs as `python -m ansible_collections.netdev.tuntap.plugins.modules.tap_device ARGS.json`, "
             "the way Ansible's wrapper runs it on the host, without ansible-playbook around it.",

@@ -133,5 +133,3 @@ def role(plan: Plan, scratch: Scratch, run: Runner) -> dict:
         log("  role round %d/%d, %d guests: first %.2f s, no change %.2f s, empty play %.2f s"
             % (rnd + 1, plan.rounds, plan.guests, first["seconds"], again["seconds"], empty["seconds"]))
     return samples
-
-

@@ -56,8 +56,7 @@ class Runner:
         if figures["rc"] != 0:
             with open(out + ".err", encoding="utf-8", errors="replace") as handle:
                 err = handle.read()
-            raise BenchError("%s failed (exit %s):\n%s\n%s" % (what, figures["rc"], figures["stdout"][-3000:],
-                                                              err[-3000:]))
+            raise BenchError("%s failed (exit %s):\n%s\n%s" % (what, figures["rc"], figures["stdout"][-3000:], err[-3000:]))
         return figures
 
     # ---------------------------------------------------------------- the module, as a process
