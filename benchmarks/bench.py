@@ -37,7 +37,7 @@ sys.path.insert(0, HERE)
 from nttbench import machine, scenarios  # noqa: E402
 from nttbench.derive import derive, int_keys  # noqa: E402
 from nttbench.plan import FULL, TINY  # noqa: E402
-from nttbench.scratch import Scratch, trap_signals  # noqa: E402
+from nttbench.scratch import Interrupted, Scratch, trap_signals  # noqa: E402
 from nttbench.targets import evaluate  # noqa: E402
 from nttbench.tools import BenchError, Runner  # noqa: E402
 
@@ -97,8 +97,9 @@ def main() -> int:
     except BenchError as exc:
         print("bench.py: FAILED: %s" % exc, file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("bench.py: interrupted", file=sys.stderr)
+    except (KeyboardInterrupt, Interrupted) as exc:
+        print("bench.py: interrupted (%s); the namespaces and registries are being removed" % (str(exc) or "Ctrl-C"),
+              file=sys.stderr)
         return 130
     finally:
         scratch.close()
