@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The benchmark of netdev.tuntap (README: "Benchmarks"), as root:
 #
-#   bash scripts/bench.sh                 # full run (about 15-20 min): docs/benchmarks.md + docs/benchmarks.png
-#   bash scripts/bench.sh --tiny          # the CI size (about 1-2 min): tests/output/bench/benchmarks.md + .png
+#   bash scripts/bench.sh                 # full run (40 min on a loaded 2-core VM): docs/benchmarks.md + .png
+#   bash scripts/bench.sh --tiny          # the CI size (1-3 min): tests/output/bench/benchmarks.md + .png
 #   bash scripts/bench.sh --note 'TEXT'   # a sentence at the top of the doc (e.g. the machine was shared)
 #   bash scripts/bench.sh --help          # every option of benchmarks/bench.py
 #
