@@ -90,7 +90,11 @@ def document(plan: Plan, fig: dict, targets: list[Target], machine: dict, png: s
     missed = [t for t in targets if not t.met]
     if missed:
         out += ["Why the missed ones are missed:", ""]
-        out += ["- %s: %s" % (t.what, t.why()) for t in missed]
+        # targets that share a reason are listed together, the reason once
+        by_reason: dict = {}
+        for t in missed:
+            by_reason.setdefault(t.why(), []).append(t.what)
+        out += ["- %s: %s" % ("; ".join(whats), why) for why, whats in by_reason.items()]
         out.append("")
     out += ["![per-device cost against N; one more device against devices present](%s)" % png, ""]
 
