@@ -33,6 +33,7 @@ stage() { STAGE_NAMES+=("$1") STAGE_SETS+=("$2") STAGE_FUNCS+=("$3") STAGE_DESCS
 
 stage unit         all   stage_unit         "pytest tests/unit"
 stage integration  all   stage_integration  "pytest tests/integration (real devices in throwaway namespaces)"
+stage bench        all   stage_bench        "the benchmark's tiny version (scripts/bench.sh --tiny); checks its doc, PNG and every figure (timings never fail)"
 stage reliability  all   stage_reliability  "tests/reliability: concurrency, SIGKILLs, broken registries, full disk, hostile input; writes docs/reliability.md (NTT_SOAK=1: the long soak)"
 stage pyroute2_min all   stage_pyroute2_min "pytest tests/integration again with pyroute2 0.7.2, the oldest supported"
 stage doc          all   stage_doc          "ansible-doc renders the modules, the role (every role variable) and the filters"
@@ -176,6 +177,21 @@ stage_integration() {
     local before rc=0
     before="$(list_ntt_netns)"
     run_pytest integration -m "not ovs" tests/integration || rc=$?
+    check_netns_leaks "$before" || rc=1
+    return "$rc"
+}
+
+# The benchmark at CI size (N = 50): it must run and produce tests/output/bench/benchmarks.md, the
+# PNG and every figure as a number; how fast anything is never fails it. scripts/bench.sh installs
+# requirements/bench.txt (matplotlib) itself.
+stage_bench() {
+    need_root "the bench stage"
+    require_path scripts/bench.sh benchmarks/bench.py requirements/bench.txt
+    local before rc=0
+    before="$(list_ntt_netns)"
+    rm -f "$NTT_OUTPUT/bench/benchmarks.md" "$NTT_OUTPUT/bench/benchmarks.png" "$NTT_OUTPUT/bench/results.json"
+    bash "$NTT_ROOT/scripts/bench.sh" --tiny </dev/null || rc=$?
+    python "$NTT_ROOT/benchmarks/bench.py" --check "$NTT_OUTPUT/bench" || rc=1
     check_netns_leaks "$before" || rc=1
     return "$rc"
 }
