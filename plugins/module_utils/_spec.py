@@ -115,7 +115,7 @@ _PLAIN_DEVICE_OPTIONS = _plain_options(DEVICE_OPTIONS)
 
 def _already_valid(table: dict | None, raw: dict) -> dict | None:
     """What the validator would return for ``raw``, when it would return every value unchanged
-    (known option, exactly the option's type, an allowed choice) and add only the defaults; else
+    (known option, of the option's type, an allowed choice) and add only the defaults; else
     None, and the validator decides (and words any message).
 
     A batch of a thousand devices from the guest_taps role is all of this kind; the validator
@@ -131,7 +131,8 @@ def _already_valid(table: dict | None, raw: dict) -> dict | None:
         if value is None:
             continue
         kind, choices, _default = rules
-        if kind is not None and type(value) is not kind:  # noqa: E721 - bool is not an int here
+        # The validator returns an instance of the type as it is; a bool is no int to it.
+        if kind is not None and (not isinstance(value, kind) or (kind is int and isinstance(value, bool))):
             return None
         if choices is not None and value not in choices:
             return None
@@ -497,7 +498,7 @@ def _registry_path(value) -> str:
 def parse_task(params: dict) -> TaskSpec:
     """Validate the task's parameters (module options; omitted ones take their defaults)."""
     devices = params.get("devices")
-    if type(devices) is list:  # noqa: E721 - a subclass could convert differently
+    if isinstance(devices, list):
         # A list passes the validator's list check unchanged (its elements are raw): validate the
         # others without it, or the validator deep-copies every item of a large batch.
         values = _validated(_TASK_VALIDATOR, dict(params, devices=[]), "", "an option of tap_device")
