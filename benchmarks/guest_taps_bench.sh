@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Benchmark of the guest_taps role (issue 3, "Performance"), as root:
+# Benchmark of the guest_taps role, as root:
 #
 #   bash benchmarks/guest_taps_bench.sh                  # 500 guests x 2 NICs (the README's figures)
 #   bash benchmarks/guest_taps_bench.sh --guests 50      # a quick check
@@ -13,7 +13,9 @@
 # 2. The baseline, in a second fresh namespace and registry: benchmarks/baseline.yml, a loop of
 #    one netdev.tuntap.tap_device call per NIC with the same names, leases, bridges and MACs.
 # 3. Prints the wall times (each a whole ansible-playbook run, start-up included) and the ratios
-#    baseline / role. Targets (issue 3): role first run < 10 s, second run < 5 s.
+#    baseline / role. Targets on a 2-core machine: role first run < 3 s, second run < 2 s (about
+#    0.8 s of each is ansible-playbook's own start-up, parsing and result handling). On a machine
+#    shared with other work, compare two trees by interleaved runs rather than single wall times.
 #
 # Every check is real: the number of taps, their bridges, changed=0 on the second run. The
 # namespaces and registries are deleted on exit, also on failure or Ctrl-C. Logs of the runs are
@@ -46,7 +48,7 @@ while [ "$#" -gt 0 ]; do
         shift
         ;;
     -h | --help)
-        sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'
         exit 0
         ;;
     *) ntt_die "unknown argument '$1' (try --help)" ;;
@@ -226,7 +228,8 @@ print()
 if base2:
     print("no-change runs compared: baseline again / role's second run = %s" % times(base2 / second))
 if guests == 500:
-    print("targets (issue 3): first run < 10 s: %s; second run < 5 s: %s"
-          % ("met" if first < 10 else "MISSED", "met" if second < 5 else "MISSED"))
+    print("targets: first run < 3 s: %s; second run < 2 s: %s"
+          % ("met" if first < 3 else "MISSED by %.2f s" % (first - 3),
+             "met" if second < 2 else "MISSED by %.2f s" % (second - 2)))
 EOF
 echo "logs: $logs"

@@ -10,6 +10,7 @@ The documentation of each filter is in the YAML file of the same name beside thi
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 
 from ansible.errors import AnsibleFilterError
 
@@ -41,6 +42,20 @@ PORT_KEYS = ("vlan", "trunk", "external_ids", "iface_id", "bridge_type")
 # The module's key for the lease in an OVS row; a NIC may not set it (see _port_problems).
 LEASE_EXTERNAL_ID = "netdev-tuntap-lease"
 GUEST_KEYS = frozenset(("name", "state", "nics"))
+
+
+def _plain(value):
+    """A copy of a guest list made of built-in dicts and lists.
+
+    From ansible-core 2.19 on, a filter's arguments are lazy containers that template a value on
+    every access; the checks and the batch read each NIC's keys many times over. One pass that
+    reads every value once costs a fraction of that (at 1000 NICs, tenths of a second per task).
+    """
+    if isinstance(value, Mapping):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    return value
 
 
 def host_mac_for(guest_mac):
@@ -358,6 +373,10 @@ def _template_problem(template, option, example):
 
 def guest_tap_problems(guests, template=DEFAULT_TEMPLATE, direct_template=DEFAULT_DIRECT_TEMPLATE):
     """Everything wrong with a guest list, one message per problem naming the guest and NIC."""
+    return _problems(_plain(guests), template, direct_template)
+
+
+def _problems(guests, template, direct_template):
     if not isinstance(guests, list):
         return ["guest_taps_guests must be a list of guests, got %r" % (guests,)]
     problems = []
@@ -378,7 +397,7 @@ def guest_tap_problems(guests, template=DEFAULT_TEMPLATE, direct_template=DEFAUL
 
 
 def _refuse_problems(guests, template, direct_template=DEFAULT_DIRECT_TEMPLATE):
-    problems = guest_tap_problems(guests, template, direct_template)
+    problems = _problems(guests, template, direct_template)
     if problems:
         raise AnsibleFilterError("guest_taps_guests has %d problem(s): %s" % (len(problems), "; ".join(problems)))
 
@@ -409,6 +428,7 @@ def guest_tap_devices(guests, template=DEFAULT_TEMPLATE, owner=None, group=None,
     present guest, in input order. Absent guests give none: see guest_tap_remove_prefixes."""
     if direct_template is None:
         direct_template = DEFAULT_DIRECT_TEMPLATE
+    guests = _plain(guests)
     _refuse_problems(guests, template, direct_template)
     if template is None:
         template = DEFAULT_TEMPLATE
@@ -465,6 +485,7 @@ def guest_tap_remove_prefixes(guests, template=DEFAULT_TEMPLATE, direct_template
     The module removes every lease under these prefixes, the NICs a guest still lists and
     those it no longer does alike, so the role never needs to read the registry itself.
     """
+    guests = _plain(guests)
     _refuse_problems(guests, template, direct_template)
     return [lease_for(_guest_name(guest), "") for guest in guests or [] if _absent(guest)]
 
@@ -480,6 +501,7 @@ def guest_tap_fact(result, guests):
         items = result
     if not isinstance(items, list):
         raise AnsibleFilterError("guest_tap_fact needs a list of device results, got %r" % (items,))
+    guests = _plain(guests)
     by_lease = {}
     for item in items:
         if isinstance(item, dict) and item.get("lease"):
