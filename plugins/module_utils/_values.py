@@ -54,8 +54,13 @@ def mtu_problem(value: int) -> str | None:
     return None
 
 
+# One regex search instead of a Python loop per character: the role checks every lease of every
+# guest with it (57 000 calls for 1000 NICs).
+_CONTROL_CHARACTER = re.compile("[\x00-\x1f\x7f]")
+
+
 def has_control_characters(text: str) -> bool:
-    return any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in text)
+    return _CONTROL_CHARACTER.search(text) is not None
 
 
 def is_utf8_text(text: str) -> bool:
