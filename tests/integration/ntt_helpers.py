@@ -163,7 +163,7 @@ def mark_registries(netns: str) -> dict[str, str | None]:
 
 
 def registry_id(path) -> str:
-    return read_json(path)["registry_id"]
+    return read_registry(path)["registry_id"]
 
 
 def aliases(netns: str) -> dict[str, dict]:
@@ -271,7 +271,12 @@ def read_json(path):
 
 
 def read_registry(path) -> dict:
-    return read_json(path)
+    """The registry at ``path`` as the document of docs/registry.md (version, registry_id, counters,
+    leases, released, intent), whether it is the SQLite database or a JSON file not migrated yet."""
+    info = importlib.import_module("ansible_collections.netdev.tuntap.plugins.module_utils._info")
+    state, facts, _warnings = info.read_registry(str(path))
+    assert facts["readable"], "registry %s cannot be read: %s" % (path, facts["error"])
+    return state
 
 
 def siblings(path) -> list[str]:

@@ -153,9 +153,9 @@ def test_new_registry_is_empty_and_writes_nothing_until_changed(path):
 
 def test_save_then_reload_round_trip(path):
     with Registry(path) as reg:
-        reg.ledger.state["counters"]["vnet%d"] = 12
-        reg.ledger.state["leases"]["web1/net0"] = dict(GOOD["leases"]["web1/net0"])
-        reg.ledger.state["released"]["vnet3"] = dict(GOOD["released"]["vnet3"])
+        reg.ledger.set_counter("vnet%d", 12)
+        reg.ledger._put_lease("web1/net0", dict(GOOD["leases"]["web1/net0"]))
+        reg.ledger._put_released("vnet3", dict(GOOD["released"]["vnet3"]))
         assert reg.dirty
         reg.save()
         assert not reg.dirty
@@ -175,7 +175,7 @@ def test_prev_holds_the_previous_generation(path):
     generations = []
     for number in (1, 2, 3):
         with Registry(path) as reg:
-            reg.ledger.state["counters"]["vnet%d"] = number
+            reg.ledger.set_counter("vnet%d", number)
             reg.save()
         with open(path) as handle:
             generations.append(handle.read())
@@ -187,12 +187,12 @@ def test_prev_holds_the_previous_generation(path):
 
 def test_stale_temporary_link_from_a_killed_run_is_replaced(path):
     with Registry(path) as reg:
-        reg.ledger.state["counters"]["a%d"] = 1
+        reg.ledger.set_counter("a%d", 1)
         reg.save()
     stale = "%s.prev-%d" % (path, os.getpid())
     write(stale, b"left by a killed run")
     with Registry(path) as reg:
-        reg.ledger.state["counters"]["a%d"] = 2
+        reg.ledger.set_counter("a%d", 2)
         reg.save()
     assert not os.path.exists(stale)
     assert json.load(open(path + ".prev"))["counters"] == {"a%d": 1}
@@ -203,12 +203,12 @@ def test_two_saves_in_one_run_keep_the_generation_from_before_the_run(path):
     # The first save is a run's intent, the second its result: .prev must be what was there
     # before the run, never the intent, which a recovery would take for an unfinished run.
     with Registry(path) as reg:
-        reg.ledger.state["counters"]["a%d"] = 0
+        reg.ledger.set_counter("a%d", 0)
         reg.save()
     with Registry(path) as reg:
-        reg.ledger.state["counters"]["a%d"] = 1
+        reg.ledger.set_counter("a%d", 1)
         reg.save()
-        reg.ledger.state["counters"]["a%d"] = 2
+        reg.ledger.set_counter("a%d", 2)
         reg.save()
         reg.save()          # unchanged: no write
         assert reg.writes == 2
@@ -222,7 +222,7 @@ def test_file_is_0600_and_new_directories_0700(tmp_path, mask):
     with umask(mask):
         for number in (1, 2):
             with Registry(str(path)) as reg:
-                reg.ledger.state["counters"]["x%d"] = number
+                reg.ledger.set_counter("x%d", number)
                 reg.save()
     assert mode_of(tmp_path) == 0o700   # pytest's own: untouched
     for directory in (tmp_path / "a", tmp_path / "a" / "b", tmp_path / "a" / "b" / "c"):
@@ -236,7 +236,7 @@ def test_new_directory_mode_is_exact_even_with_a_strict_umask(tmp_path):
     path = tmp_path / "new" / "registry.json"
     with umask(0o777):
         with Registry(str(path)) as reg:
-            reg.ledger.state["counters"]["x%d"] = 1
+            reg.ledger.set_counter("x%d", 1)
             reg.save()
     assert mode_of(tmp_path / "new") == 0o700
 
@@ -247,7 +247,7 @@ def test_existing_directory_mode_is_never_changed(tmp_path, existing_mode):
     directory.mkdir()
     os.chmod(directory, existing_mode)
     with Registry(str(directory / "registry.json")) as reg:
-        reg.ledger.state["counters"]["x%d"] = 1
+        reg.ledger.set_counter("x%d", 1)
         reg.save()
     assert mode_of(directory) == existing_mode
 
@@ -508,7 +508,7 @@ def test_recovered_state_is_written_once_changed(path):
     write(path + ".prev", dump_state(PREV))
     write(path, b"garbage")
     with Registry(path) as reg:
-        reg.ledger.state["counters"]["vnet%d"] = 8
+        reg.ledger.set_counter("vnet%d", 8)
         reg.save()
     with Registry(path) as again:
         assert again.warnings == []
@@ -522,7 +522,7 @@ def test_check_mode_creates_no_directory_and_no_lock(tmp_path):
     path = tmp_path / "not" / "yet" / "registry.json"
     with Registry(str(path), check_mode=True) as reg:
         assert same_state(reg.ledger.state, empty_state())
-        reg.ledger.state["counters"]["x%d"] = 5
+        reg.ledger.set_counter("x%d", 5)
         with pytest.raises(RuntimeError):
             reg.save()
     assert not os.path.exists(tmp_path / "not")
@@ -575,11 +575,11 @@ def test_check_mode_still_refuses_unsafe_paths(tmp_path):
 
 def _hold_lock(path, locked, release):
     with Registry(path) as reg:
-        reg.ledger.state["counters"]["vnet%d"] = 41
+        reg.ledger.set_counter("vnet%d", 41)
         reg.save()
         locked.set()
         release.wait(20)
-        reg.ledger.state["counters"]["vnet%d"] = 42
+        reg.ledger.set_counter("vnet%d", 42)
         reg.save()
 
 

@@ -44,7 +44,7 @@ def write(path, text, mode=0o600):
 def _enter(path, queue):
     try:
         with Registry(path, lock_timeout=5) as reg:
-            reg.ledger.state["counters"]["v%d"] = 1
+            reg.ledger.set_counter("v%d", 1)
             reg.save()
         queue.put(("ok", None))
     except RegistryError as exc:
@@ -105,7 +105,7 @@ def test_a_non_regular_file_under_a_temporary_name_is_removed_not_opened(path, r
 def test_the_own_temporary_name_taken_by_a_fifo_does_not_block_a_save(path):
     with Registry(path) as reg:
         os.mkfifo("%s.tmp-%d" % (path, os.getpid()))
-        reg.ledger.state["counters"]["v%d"] = 3
+        reg.ledger.set_counter("v%d", 3)
         reg.save()
     assert json.load(open(path))["counters"] == {"v%d": 3}
 
@@ -325,7 +325,7 @@ def test_registry_id_is_kept_in_the_file_and_added_to_files_without_one(path):
 def test_a_registry_rebuilt_from_nothing_keeps_its_id(path):
     with Registry(path) as reg:
         first = reg.ledger.registry_id
-        reg.ledger.state["counters"]["v%d"] = 1
+        reg.ledger.set_counter("v%d", 1)
         reg.save()
     write(path, "{broken")
     with Registry(path) as reg:
