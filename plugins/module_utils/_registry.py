@@ -411,9 +411,12 @@ def open_database(path: str, readonly: bool) -> sqlite3.Connection:
     return conn
 
 
-def check_database(conn: sqlite3.Connection) -> None:
+def check_database(conn: sqlite3.Connection, full: bool = True) -> None:
     """Check a database is a registry of this schema, every row of the right types; raise
-    CorruptRegistry (or RegistryError for a newer schema). Done in SQLite, without loading rows."""
+    CorruptRegistry (or RegistryError for a newer schema). Done in SQLite, without loading rows.
+
+    Not ``full``: only the version, the schema and the meta rows (a database this module wrote
+    and nothing changed since: see Registry._verified)."""
     try:
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
@@ -424,10 +427,11 @@ def check_database(conn: sqlite3.Connection) -> None:
             "SELECT type, name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_autoindex_%'")}
         _require(objects == dict(zip(_store.SCHEMA_ORDER, _store.SCHEMA)),
                  "its tables are not those of a registry (%s)" % ", ".join(sorted(n for _k, n in objects)))
-        found = conn.execute("PRAGMA quick_check(1)").fetchone()[0]
-        _require(found == "ok", "the database is damaged (%s)" % found)
-        for what, query in _store.row_checks(ID_LIMIT):
-            _require(conn.execute(query).fetchone()[0] == 0, what)
+        if full:
+            found = conn.execute("PRAGMA quick_check(1)").fetchone()[0]
+            _require(found == "ok", "the database is damaged (%s)" % found)
+            for what, query in _store.row_checks(ID_LIMIT):
+                _require(conn.execute(query).fetchone()[0] == 0, what)
         meta = dict(conn.execute("SELECT key, value FROM meta"))
         registry_id = meta.get("registry_id")
         _require(registry_id is None or is_registry_id(registry_id),
@@ -441,6 +445,27 @@ def check_database(conn: sqlite3.Connection) -> None:
         _check_intent(intent)
     except sqlite3.DatabaseError as exc:
         raise CorruptRegistry("not a registry database (%s)" % exc)
+
+
+STAMP_PREFIX = b"netdev.tuntap verified "
+
+
+def database_stamp(path: str) -> bytes | None:
+    """What identifies the database as a run left it: SQLite's change counter (header bytes 24-27,
+    bumped by every commit), size, mtime and inode. None when it cannot be read."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        counter = os.pread(fd, 4, 24)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    return b"%s%s %d %d %d %d\n" % (STAMP_PREFIX, counter.hex().encode(), st.st_size, st.st_mtime_ns, st.st_ino,
+                                     st.st_dev)
 
 
 class Registry:
@@ -569,6 +594,41 @@ class Registry:
             os.close(self._lock_fd)  # closing drops the flock
             self._lock_fd = None
 
+    def _lock_file_stamp(self) -> bytes | None:
+        try:
+            if self._lock_fd is not None:
+                return os.pread(self._lock_fd, 256, 0)
+            fd = os.open(self.path + ".lock", os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+            try:
+                return os.read(fd, 256) if stat.S_ISREG(os.fstat(fd).st_mode) else None
+            finally:
+                os.close(fd)
+        except OSError:
+            return None
+
+    def _verified(self) -> bool:
+        """The database is as the last run that checked or wrote it left it (the stamp it wrote in
+        the lock file matches): only a run of this module, under the lock, changes it then."""
+        current = database_stamp(self.path)
+        return current is not None and self._lock_file_stamp() == current
+
+    def _stamp(self) -> None:
+        """Record in the lock file that the database, as it is now, was checked or written by us."""
+        if self._lock_fd is None:
+            return
+        stamp = database_stamp(self.path) or b""
+        with contextlib.suppress(OSError):  # a full disk: the next run checks the database in full
+            os.ftruncate(self._lock_fd, 0)
+            os.pwrite(self._lock_fd, stamp, 0)
+
+    def _damaged(self, exc: Exception) -> RegistryError:
+        """A read that failed mid-run: the next run checks the database in full (and rebuilds it)."""
+        if self._lock_fd is not None:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._lock_fd, 0)
+        return RegistryError("registry %s could not be read (%s); the next run checks it and, if it is damaged, "
+                             "moves it aside and rebuilds it from the devices' marks" % (self.path, exc))
+
     # -- reading, migration and recovery ------------------------------------
     def _open(self):
         """The store the ledger reads: the database, or a document in memory (new, JSON in check
@@ -591,8 +651,12 @@ class Registry:
             return self._migrate(state)
         try:
             self._conn = open_database(self.path, readonly=self.check_mode)
-            check_database(self._conn)
-            return _store.SqliteStore(self._conn)
+            # The full check reads every page and row: skipped when the database is exactly as the
+            # last run that checked or wrote it left it (its stamp in the lock file matches).
+            check_database(self._conn, full=not self._verified())
+            if not self.check_mode:
+                self._stamp()
+            return _store.SqliteStore(self._conn, self._damaged)
         except CorruptRegistry as exc:
             self._close()
             return self._recover(str(exc))
@@ -616,12 +680,18 @@ class Registry:
         # Before it is written: a time that is not finite has no place in the database.
         self._repair_document(state)
         kept = self.path + JSON_KEPT
-        staging = "%s.tmp-%d" % (kept, os.getpid())
-        os.link(self.path, staging)
-        os.replace(staging, kept)
+        try:
+            same = os.path.samestat(os.lstat(kept), os.lstat(self.path))
+        except FileNotFoundError:
+            same = False
+        if not same:  # (a run killed after this step left it linked already; rename would do nothing)
+            staging = "%s.tmp-%d" % (kept, os.getpid())
+            os.link(self.path, staging)
+            os.replace(staging, kept)
         self._replace_with(state)
         self.migrated = True  # an upgrade, not a problem: no warning (docs/registry.md says where the JSON went)
-        return _store.SqliteStore(self._conn)
+        self._stamp()
+        return _store.SqliteStore(self._conn, self._damaged)
 
     def _recover(self, reason: str, move_aside: bool = True):
         self.recovered = True
@@ -694,8 +764,10 @@ class Registry:
             try:
                 _store.write_changes(self._conn, self.ledger.changes)
             except sqlite3.Error as exc:
+                self._stamp()  # whatever the database is now, the stamp no longer matches an unchecked one
                 raise _storage_error(self.path, exc)
-        self.ledger.store = _store.SqliteStore(self._conn)
+        self._stamp()
+        self.ledger.store = _store.SqliteStore(self._conn, self._damaged)
         self.ledger.changes = Changes()
         self._must_write = False
         self.writes += 1

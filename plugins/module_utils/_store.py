@@ -104,6 +104,8 @@ def released_row(name: str, record: dict) -> tuple:
 
 def released_record(row) -> dict:
     record = dict(zip(RELEASED_COLUMNS, row[1:5]))
+    if record["hold"] is None:
+        del record["hold"]  # a record from before holds existed (read as 0)
     if row[5] is not None:
         record["lease"] = row[5]
     if row[6] is not None:
@@ -172,17 +174,35 @@ class DictStore:
         return [name for name, rec in self.state["released"].items() if rec.get("lease") == lease]
 
 
-class SqliteStore:
-    """The registry's database, read by indexed queries (``conn`` is opened by _registry)."""
+class _Reader:
+    """The connection's execute, with a failed read (a damaged page SQLite found) turned into the
+    user-facing error ``damaged(exc)`` makes."""
 
-    def __init__(self, conn: sqlite3.Connection):
+    def __init__(self, conn: sqlite3.Connection, damaged):
         self.conn = conn
-        self._meta = dict(conn.execute("SELECT key, value FROM meta"))
+        self.damaged = damaged
+
+    def execute(self, sql: str, args=()):
+        try:
+            return list(self.conn.execute(sql, args))
+        except sqlite3.DatabaseError as exc:
+            raise self.damaged(exc)
+
+
+def _unreadable(exc: Exception) -> RegistryError:
+    return RegistryError("the registry could not be read (%s)" % exc)
+
+
+class SqliteStore:
+    """The registry's database, read by indexed queries (``conn`` is opened by _registry).
+
+    ``damaged(exc)`` makes the error a failed read raises."""
+
+    def __init__(self, conn: sqlite3.Connection, damaged=_unreadable):
+        self.conn = _Reader(conn, damaged)
+        self._meta = dict(self.conn.execute("SELECT key, value FROM meta"))
         intent = self._meta.get("intent")
         self._intent = json.loads(intent) if intent is not None else None
-
-    def refresh_meta(self) -> None:
-        self.__init__(self.conn)
 
     def document(self) -> dict:
         """The whole registry as the document of docs/registry.md (a full load: export and info only)."""
@@ -204,8 +224,8 @@ class SqliteStore:
         return self._intent
 
     def lease(self, key: str):
-        row = self.conn.execute(LEASE_SELECT + " WHERE key = ?", (key,)).fetchone()
-        return lease_record(row) if row is not None else None
+        rows = self.conn.execute(LEASE_SELECT + " WHERE key = ?", (key,))
+        return lease_record(rows[0]) if rows else None
 
     def lease_keys_from(self, prefix: str) -> list:
         where, args = _range("key", prefix)
@@ -227,12 +247,12 @@ class SqliteStore:
         return [row[0] for row in self.conn.execute("SELECT key FROM leases WHERE name = ?", (name,))]
 
     def counter(self, template: str):
-        row = self.conn.execute("SELECT last FROM counters WHERE template = ?", (template,)).fetchone()
-        return row[0] if row is not None else None
+        rows = self.conn.execute("SELECT last FROM counters WHERE template = ?", (template,))
+        return rows[0][0] if rows else None
 
     def released(self, name: str):
-        row = self.conn.execute(RELEASED_SELECT + " WHERE name = ?", (name,)).fetchone()
-        return released_record(row) if row is not None else None
+        rows = self.conn.execute(RELEASED_SELECT + " WHERE name = ?", (name,))
+        return released_record(rows[0]) if rows else None
 
     def released_where(self, now: float, recent_than: int | None = None, expired_for: int | None = None) -> list:
         found = []
