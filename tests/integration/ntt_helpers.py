@@ -516,16 +516,16 @@ def lease_moved_warning(lease: str, old: str, new: str) -> str:
             % tuple(re.escape(repr(v)) for v in (lease, old, new)))
 
 
-def registry_rebuilt_warning(path, source: str) -> str:
-    """A real run that moved an unusable registry aside; ``source`` is a regex."""
+def registry_rebuilt_warning(path) -> str:
+    """A real run that moved an unusable registry aside and rebuilt it from the devices' marks."""
     path = re.escape(str(path))
     return (r"registry %s was unusable: .+\. It was moved aside to %s\.corrupt-\d{8}T\d{6}(\.\d+)? and rebuilt "
-            r"from %s and the devices present" % (path, path, source))
+            r"from the devices present" % (path, path))
 
 
-def registry_check_mode_warning(path, source: str) -> str:
-    return (r"registry %s is unusable: .+\. A real run would move it aside and rebuild it from %s and the "
-            r"devices present" % (re.escape(str(path)), source))
+def registry_check_mode_warning(path) -> str:
+    return (r"registry %s is unusable: .+\. A real run would move it aside and rebuild it from the "
+            r"devices present" % re.escape(str(path)))
 
 
 def interrupted_run_warning(path) -> str:
