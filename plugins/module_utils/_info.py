@@ -32,6 +32,7 @@ ARGUMENT_SPEC = dict(
     templates=dict(type="list", elements="str"),
     lease_prefix=dict(type="str"),
     holders=dict(type="bool", default=True),
+    export=dict(type="bool", default=False),
 )
 
 
@@ -113,6 +114,9 @@ def run(params: dict) -> dict:
         raise InfoError("system error%s: %s" % (" (%s)" % exc.filename if exc.filename else "",
                                                 exc.strerror or exc))
     result["registry"] = facts
+    if params.get("export"):
+        # The whole registry, unfiltered, in the layout of docs/registry.md (what JSON registries held).
+        result["export"] = state
     result["warnings"] = warnings
     return result
 

@@ -471,9 +471,9 @@ class AdHoc:
 
 
 def ansible_adhoc(args: str, check: bool = False, diff: bool = False,
-                  interpreter: str = PYTHON, env: dict | None = None, timeout=120) -> AdHoc:
-    """``ansible localhost -m netdev.tuntap.tap_device -a ARGS`` (implicit localhost)."""
-    argv = [tool("ansible"), "localhost", "-m", MODULE, "-a", args,
+                  interpreter: str = PYTHON, env: dict | None = None, timeout=120, module: str = MODULE) -> AdHoc:
+    """``ansible localhost -m netdev.tuntap.tap_device -a ARGS`` (implicit localhost; or another ``module``)."""
+    argv = [tool("ansible"), "localhost", "-m", module, "-a", args,
             "-e", "ansible_python_interpreter=%s" % interpreter]
     if check:
         argv.append("--check")
