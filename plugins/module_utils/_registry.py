@@ -464,8 +464,8 @@ def database_stamp(path: str) -> bytes | None:
         return None
     finally:
         os.close(fd)
-    return b"%s%s %d %d %d %d\n" % (STAMP_PREFIX, counter.hex().encode(), st.st_size, st.st_mtime_ns, st.st_ino,
-                                     st.st_dev)
+    fields = (STAMP_PREFIX, counter.hex().encode(), st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev)
+    return b"%s%s %d %d %d %d\n" % fields
 
 
 class Registry:

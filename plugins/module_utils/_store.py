@@ -25,6 +25,7 @@ SCHEMA_VERSION = 1
 class RegistryError(Exception):
     """A registry the module must refuse to use (message is user-facing)."""
 
+
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
 LEASE_COLUMNS = ("name", "template", "id", "netns", "mode", "multi_queue", "since")

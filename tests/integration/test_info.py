@@ -177,4 +177,3 @@ def test_the_documented_command_prints_the_whole_registry(api, ns, registry):
     assert info(ns, again, export=True)["export"] == exported
     h.Api(ns, again)(name=T, lease="web1/0")
     assert h.read_registry(again)["leases"]["web1/0"] == exported["leases"]["web1/0"]
-
