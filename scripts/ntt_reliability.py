@@ -45,7 +45,7 @@ CASES = [
      "Each ends within a time limit as a result (recovered with a warning) or a failed task naming the path and "
      "what to do; never an internal error or a traceback; the invariants hold afterwards."),
     ("full_disk_space", "4. Full disk (space)",
-     "a 64 KiB tmpfs in a private mount namespace filled up before the intent, after a device was made, "
+     "a 256 KiB tmpfs in a private mount namespace filled up before the intent, after a device was made, "
      "before the result and after a deletion",
      "The run fails cleanly; it reports changed: true exactly when it made or deleted devices; the next run "
      "takes them in, says so (changed: true, adopted), and the invariants hold."),

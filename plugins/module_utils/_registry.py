@@ -763,6 +763,9 @@ class Registry:
         else:
             try:
                 _store.write_changes(self._conn, self.ledger.changes)
+            except UnicodeEncodeError as exc:
+                raise RegistryError("registry %s cannot record %r: it is not UTF-8 text (a lone surrogate)"
+                                    % (self.path, exc.object))
             except sqlite3.Error as exc:
                 self._stamp()  # whatever the database is now, the stamp no longer matches an unchecked one
                 raise _storage_error(self.path, exc)

@@ -186,6 +186,8 @@ class _Reader:
     def execute(self, sql: str, args=()):
         try:
             return list(self.conn.execute(sql, args))
+        except UnicodeEncodeError:
+            return []  # a value that is not UTF-8 text (a lone surrogate) cannot be in the database
         except sqlite3.DatabaseError as exc:
             raise self.damaged(exc)
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -260,7 +261,10 @@ def test_readme_module_defaults(sandbox, tmp_path):
     made = run.result("A tap under the action group's registry and namespace")
     assert made["netns"] == "lab", made
     _tap(sandbox.netns, made["name"])  # "lab" is the test's namespace inside the sandbox
-    registry = h.read_registry(sandbox.path("/var/lib/lab/registry.json"))
+    # A copy: SQLite resolves the /proc/PID/root link of the sandbox's path to the machine's root.
+    copy = str(tmp_path / "lab-registry")
+    shutil.copyfile(sandbox.path("/var/lib/lab/registry.json"), copy)
+    registry = h.read_registry(copy)
     assert "fragment/net0" in registry["leases"], registry
     assert not os.listdir(sandbox.path("/var/lib/netdev_tuntap")), "the default registry was used"
 
