@@ -149,6 +149,7 @@ taps >"$work/taps-change.txt"
 
 python - "$work" "$registry" <<'EOF'
 import json
+import os
 import re
 import sys
 
@@ -159,7 +160,10 @@ present = {}
 for line in open(work + "/taps-change.txt"):
     name, _ifindex, master = line.split()
     present[name] = master
-reg = json.load(open(registry))
+# The registry is an SQLite database: read it as tap_device_info's export does (docs/registry.md).
+sys.path.insert(0, os.environ["NTT_COLLECTIONS"])
+from ansible_collections.netdev.tuntap.plugins.module_utils._info import read_registry  # noqa: E402
+reg = read_registry(registry)[0]
 problems = []
 
 

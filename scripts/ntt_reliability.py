@@ -28,21 +28,24 @@ CASES = [
      "No run fails; every lease maps to its own device with its mark; all names distinct; the counter is at or "
      "above every number handed out; the same request again reports changed: false."),
     ("crashes", "2. Crashes",
-     "SIGKILLs of a run at a random point (entering a registry write, renaming it into place, right after a "
-     "device is made, deleted or changed), in creations, replacements, batches, releases and prunes; the task is "
-     "then run again",
+     "SIGKILLs of a run at a random point (entering a registry write, inside its transaction before COMMIT, "
+     "renaming a new database into place, right after a device is made, deleted or changed), in creations, "
+     "replacements, batches, releases and prunes; the task is then run again",
      "After every kill and re-run: every lease maps to its device, at most one device per lease, no device with "
      "this registry's mark that the registry does not bind, no released lease back, counters cover every number; "
      "a third run reports changed: false."),
     ("broken_registries", "3. Broken registries",
-     "registries that are empty, truncated, not JSON, binary, nested deeply, of another version, huge, with "
-     "impossible times, with a wrong type at every path of the document (intent items included), and "
-     "FIFOs, directories, device nodes and symlinks in place of registry.json, .prev, .lock and a temporary "
-     "file, a symlinked directory, foreign owners and world-writable files and directories",
+     "JSON registries being migrated that are empty, truncated, not JSON, binary, nested deeply, of another "
+     "version, huge, with impossible times, with a wrong type at every path of the document (intent items "
+     "included); SQLite registries truncated, with damaged pages or header, of another version, with foreign "
+     "tables or triggers, in WAL mode, with a transaction cut short or a garbage journal, with a wrong value in "
+     "every column; and FIFOs, directories, device nodes and symlinks in place of registry.json, its -journal, "
+     ".lock, .json-v1 and a temporary file, a symlinked directory, foreign owners and world-writable files and "
+     "directories",
      "Each ends within a time limit as a result (recovered with a warning) or a failed task naming the path and "
      "what to do; never an internal error or a traceback; the invariants hold afterwards."),
     ("full_disk_space", "4. Full disk (space)",
-     "a 64 KiB tmpfs in a private mount namespace filled up before the intent, after a device was made, "
+     "a 256 KiB tmpfs in a private mount namespace filled up before the intent, after a device was made, "
      "before the result and after a deletion",
      "The run fails cleanly; it reports changed: true exactly when it made or deleted devices; the next run "
      "takes them in, says so (changed: true, adopted), and the invariants hold."),

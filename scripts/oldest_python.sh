@@ -11,11 +11,12 @@
 # cache under tests/output/oldest-python/apt; the machine's apt state is not touched), unpacked
 # with `dpkg -x` into tests/output/oldest-python/root. The bullseye libraries its extension
 # modules need and Debian 12 lacks (libffi7 for ctypes, libssl1.1 for ssl/hashlib, libmpdec3 for
-# decimal) are unpacked beside it, and the extension modules get a RUNPATH to them (patchelf,
-# from Debian 12, unpacked the same way): the interpreter then runs without LD_LIBRARY_PATH, so
-# venvs made from it and tools that clean the environment (ansible-test) work too. Idempotent:
-# an interpreter that already works is reused. Exits non-zero, with the reason, when the
-# interpreter cannot be obtained.
+# decimal) are unpacked beside it, and so is libsqlite3-0 (sqlite3 stores the registry; a host
+# without libsqlite3 would otherwise lack it, and bullseye's 3.34 is the oldest SQLite to test);
+# the extension modules get a RUNPATH to them (patchelf, from Debian 12, unpacked the same
+# way): the interpreter then runs without LD_LIBRARY_PATH, so venvs made from it and tools
+# that clean the environment (ansible-test) work too. Idempotent: an interpreter that already
+# works is reused. Exits non-zero, with the reason, when the interpreter cannot be obtained.
 
 set -euo pipefail
 
@@ -24,7 +25,7 @@ set -euo pipefail
 
 OLDEST_VERSION=3.9
 SUITE=bullseye
-PACKAGES=(python3.9-minimal libpython3.9-minimal libpython3.9-stdlib libffi7 libssl1.1 libmpdec3)
+PACKAGES=(python3.9-minimal libpython3.9-minimal libpython3.9-stdlib libffi7 libssl1.1 libmpdec3 libsqlite3-0)
 KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
 TOOLS_SUITE=bookworm
 TOOLS=(patchelf)
@@ -34,7 +35,7 @@ INTERPRETER="$DEST/bin/python$OLDEST_VERSION"
 
 works() {
     [ -x "$INTERPRETER" ] && env -u LD_LIBRARY_PATH "$INTERPRETER" - "$OLDEST_VERSION" <<'EOF' >/dev/null 2>&1
-import ctypes, decimal, hashlib, ssl, sys
+import ctypes, decimal, hashlib, sqlite3, ssl, sys
 assert "%d.%d" % sys.version_info[:2] == sys.argv[1], sys.version
 EOF
 }
@@ -107,7 +108,7 @@ ln -sfn "../root/usr/bin/python$OLDEST_VERSION" "$INTERPRETER"
 rm -rf "$apt_dir/cache" "$apt_dir/lists" "$apt_dir/debs" "$apt_dir/tools"
 
 if ! works; then
-    env -u LD_LIBRARY_PATH "$INTERPRETER" -c 'import ctypes, decimal, hashlib, ssl' >&2 || true
+    env -u LD_LIBRARY_PATH "$INTERPRETER" -c 'import ctypes, decimal, hashlib, sqlite3, ssl' >&2 || true
     ntt_die "the unpacked python$OLDEST_VERSION does not run (see above)"
 fi
 echo "python $("$INTERPRETER" -c 'import platform; print(platform.python_version())') ready" >&2

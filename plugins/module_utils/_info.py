@@ -2,18 +2,19 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """One call of tap_device_info: parameters -> registry read -> snapshot -> inventory.
 
-Read-only. The registry file is read as it stands, without its lock: every write
-replaces it atomically (rename), so a reader sees one whole generation and never makes
-a writer wait. Nothing is created, not even the registry's directory. The links of each
+Read-only. The registry is read as it stands, without the run's lock file: the database
+is opened read-only, and SQLite's transactions show a reader a run's changes whole or not
+at all. Nothing is created, not even the registry's directory. The links of each
 namespace come from one raw dump; holders from one pass over /proc, when asked.
 """
 
 from __future__ import annotations
 
 import os
+import sqlite3
 import time
 
-from ansible_collections.netdev.tuntap.plugins.module_utils import _inventory, _world
+from ansible_collections.netdev.tuntap.plugins.module_utils import _inventory, _registry, _store, _world
 from ansible_collections.netdev.tuntap.plugins.module_utils._kernel._links import LinkError
 from ansible_collections.netdev.tuntap.plugins.module_utils._kernel._netns import (
     NetnsError, remember_host, validate_netns_name)
@@ -31,6 +32,7 @@ ARGUMENT_SPEC = dict(
     templates=dict(type="list", elements="str"),
     lease_prefix=dict(type="str"),
     holders=dict(type="bool", default=True),
+    export=dict(type="bool", default=False),
 )
 
 
@@ -39,22 +41,32 @@ class InfoError(Exception):
 
 
 def read_registry(path: str) -> tuple:
-    """(state, facts about the file, warnings): the registry as it is on disk, never changed."""
+    """(state, facts about the file, warnings): the registry as it is on disk, never changed.
+
+    The database is opened read-only (SQLite's shared lock for the length of the read: a run's
+    commit is seen whole or not at all); a JSON file not migrated yet is read as it is.
+    """
     facts = {"path": path, "exists": False, "readable": True, "error": None}
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return empty_state(), facts, []
-    except OSError as exc:
-        facts.update(exists=os.path.lexists(path), readable=False, error=exc.strerror)
+        kind, text = _registry.sniff(path)
+    except (OSError, RegistryError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        facts.update(exists=os.path.lexists(path), readable=False, error=reason)
         return empty_state(), facts, ["registry %s cannot be read (%s): only the devices are reported"
-                                      % (path, exc.strerror)]
+                                      % (path, reason)]
+    if kind is None:
+        return empty_state(), facts, []
     facts["exists"] = True
-    with os.fdopen(fd, "rb") as handle:
-        text = handle.read().decode("utf-8", "replace")
     try:
-        return parse_state(text), facts, []
-    except (CorruptRegistry, RegistryError) as exc:
+        if kind == "text":
+            return parse_state(text), facts, []
+        conn = _registry.open_database(path, readonly=True)
+        try:
+            _registry.check_database(conn)
+            return _store.SqliteStore(conn).document(), facts, []
+        finally:
+            conn.close()
+    except (CorruptRegistry, RegistryError, sqlite3.Error) as exc:
         facts.update(readable=False, error=str(exc))
         return empty_state(), facts, ["registry %s is unusable (%s): only the devices are reported; the next "
                                       "tap_device run will rebuild it" % (path, exc)]
@@ -102,6 +114,9 @@ def run(params: dict) -> dict:
         raise InfoError("system error%s: %s" % (" (%s)" % exc.filename if exc.filename else "",
                                                 exc.strerror or exc))
     result["registry"] = facts
+    if params.get("export"):
+        # The whole registry, unfiltered, in the layout of docs/registry.md (what JSON registries held).
+        result["export"] = state
     result["warnings"] = warnings
     return result
 

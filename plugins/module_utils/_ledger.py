@@ -12,13 +12,13 @@ the real ledger once the kernel has done its part.
 
 from __future__ import annotations
 
-import copy
-
+from ansible_collections.netdev.tuntap.plugins.module_utils import _store
 from ansible_collections.netdev.tuntap.plugins.module_utils._actions import Kind
 from ansible_collections.netdev.tuntap.plugins.module_utils._names import (
     InvalidName, TemplateMatcher, validate_template)
 
-SCHEMA_VERSION = 1
+# Where a store answers from (a database, or a document in memory): see _store.
+SCHEMA_VERSION = _store.SCHEMA_VERSION
 # What a lease records about its device besides the name: the ifindex, the boot it was made or
 # last seen in (/proc/sys/kernel/random/boot_id) and its namespace's inode. Files written before
 # these existed lack them: unknown, and then the device's mark alone decides.
@@ -35,6 +35,33 @@ def empty_state(registry_id: str | None = None) -> dict:
 
 def _where(netns) -> str:
     return "netns %r" % netns if netns else "the host namespace"
+
+
+class Changes:
+    """What a ledger changed since its store was read; only these are written (_store.write_changes).
+
+    ``leases`` and ``released`` map to the new record, or None for one removed. A record is
+    replaced, never changed in place, so a copy shares records safely.
+    """
+
+    def __init__(self):
+        self.counters: dict = {}
+        self.leases: dict = {}
+        self.released: dict = {}
+        self.intent_changed = False
+        self.intent = None
+        self.registry_id = None
+        self.bound: dict = {}  # (netns, name) -> keys bound here (checked against ``leases`` when read)
+
+    def copy(self) -> "Changes":
+        other = Changes()
+        other.counters, other.leases, other.released = dict(self.counters), dict(self.leases), dict(self.released)
+        other.intent_changed, other.intent, other.registry_id = self.intent_changed, self.intent, self.registry_id
+        other.bound = {where: set(keys) for where, keys in self.bound.items()}
+        return other
+
+    def __bool__(self) -> bool:
+        return bool(self.counters or self.leases or self.released or self.intent_changed or self.registry_id)
 
 
 class Recovery:
@@ -73,38 +100,92 @@ def number_in(template: str | None, name: str) -> int | None:
 class Ledger:
     """Counters, leases, released names and the intent of one registry.
 
-    ``state`` is the document _registry reads and writes (docs/registry.md); ``clock``
-    gives the time that release and binding records carry.
+    Reads go to the store (the registry's database, or a document in memory: see _store) by
+    indexed queries, through the ``changes`` made since it was read; nothing is loaded whole.
+    ``Ledger(document, clock)`` reads a document in memory. ``clock`` gives the time that
+    release and binding records carry.
     """
 
-    def __init__(self, state: dict, clock):
-        self.state = state
+    def __init__(self, store, clock, changes: Changes | None = None):
+        self.store = _store.DictStore(store) if isinstance(store, dict) else store
         self.clock = clock
-        self._holders = None  # (netns, name) -> lease, built on first use, dropped on every change
+        self.changes = changes if changes is not None else Changes()
 
     def copy(self) -> "Ledger":
-        """An independent ledger to plan on: its changes never reach this one."""
-        return Ledger(copy.deepcopy(self.state), self.clock)
+        """An independent ledger to plan on: its changes never reach this one (the store is shared:
+        neither changes it)."""
+        return Ledger(self.store, self.clock, self.changes.copy())
 
-    # -- reading -----------------------------------------------------------
+    # -- the whole registry (a full load: for the export and tests, never on a run's path) --------
+    @property
+    def state(self) -> dict:
+        """The registry as the document of docs/registry.md, with this ledger's changes."""
+        base = self.store.document()
+        document = {"version": SCHEMA_VERSION, "registry_id": self.registry_id, "counters": dict(base["counters"]),
+                    "leases": dict(base["leases"]), "released": dict(base["released"]), "intent": self.intent}
+        changes = self.changes
+        document["counters"].update(changes.counters)
+        for table, changed in (("leases", changes.leases), ("released", changes.released)):
+            for key, record in changed.items():
+                if record is None:
+                    document[table].pop(key, None)
+                else:
+                    document[table][key] = record
+        return document
+
     @property
     def leases(self) -> dict:
+        """Every lease (a full load; the planner asks ``lease_names_like`` instead)."""
         return self.state["leases"]
 
+    # -- reading -----------------------------------------------------------
     def lease(self, key: str) -> dict | None:
-        return self.state["leases"].get(key)
+        if key in self.changes.leases:
+            return self.changes.leases[key]
+        return self.store.lease(key)
 
     def leases_under(self, prefix: str) -> list:
-        return sorted(key for key in self.state["leases"] if key.startswith(prefix))
+        changed = self.changes.leases
+        keys = {key for key in self.store.lease_keys_from(prefix) if key not in changed}
+        keys.update(key for key, record in changed.items() if record is not None and key.startswith(prefix))
+        return sorted(keys)
 
     def holder(self, netns: str | None, name: str) -> str | None:
         """The lease bound to device ``name`` in ``netns``, if any."""
-        if self._holders is None:
-            self._holders = {(rec.get("netns"), rec["name"]): key for key, rec in self.state["leases"].items()}
-        return self._holders.get((netns, name))
+        changed = self.changes.leases
+        for key in sorted(self.changes.bound.get((netns, name), ())):
+            record = changed.get(key)
+            if record is not None and record["name"] == name and record.get("netns") == netns:
+                return key
+        found = [key for key in self.store.holders(netns, name) if key not in changed]
+        return found[0] if found else None
+
+    def lease_names_like(self, template: str) -> list:
+        """The names of leased devices (any namespace, any template) that could be rendered from
+        ``template``: those that start with its literal prefix. Read by index, not by a full load."""
+        prefix = _store.prefix_of(template)
+        changed = self.changes.leases
+        names = [name for key, name in self.store.lease_names_from(prefix) if key not in changed]
+        names += [record["name"] for record in changed.values()
+                  if record is not None and record["name"].startswith(prefix)]
+        return names
+
+    def name_leased(self, name: str) -> bool:
+        """Whether a lease (in any namespace) is bound to a device called ``name``."""
+        changed = self.changes.leases
+        if any(record is not None and record["name"] == name for record in changed.values()):
+            return True
+        return any(key not in changed for key in self.store.lease_with_name(name))
 
     def counter(self, template: str) -> int | None:
-        return self.state["counters"].get(template)
+        if template in self.changes.counters:
+            return self.changes.counters[template]
+        return self.store.counter(template)
+
+    def released_record(self, name: str) -> dict | None:
+        if name in self.changes.released:
+            return self.changes.released[name]
+        return self.store.released(name)
 
     def held_names(self, reuse_delay: int) -> set:
         """Names released less than ``reuse_delay`` seconds ago: not to be handed out.
@@ -112,23 +193,35 @@ class Ledger:
         Records kept longer for tasks with a longer delay (see drop_old_releases) do not count.
         """
         now = self.clock()
-        return {name for name, rec in self.state["released"].items() if now - rec["at"] < reuse_delay}
+        changed = self.changes.released
+        names = {name for name in self.store.released_where(now, recent_than=reuse_delay) if name not in changed}
+        names.update(name for name, rec in changed.items() if rec is not None and now - rec["at"] < reuse_delay)
+        return names
 
     @property
     def intent(self) -> dict | None:
-        return self.state.get("intent")
+        return self.changes.intent if self.changes.intent_changed else self.store.intent
 
     # -- changing ----------------------------------------------------------
+    def _put_lease(self, key: str, record: dict | None) -> None:
+        self.changes.leases[key] = record
+        if record is not None:
+            self.changes.bound.setdefault((record.get("netns"), record["name"]), set()).add(key)
+
+    def _put_released(self, name: str, record: dict | None) -> None:
+        self.changes.released[name] = record
+
     def bind(self, lease: str, name: str, template: str | None, number: int | None, netns: str | None,
-             mode: str, multi_queue: bool, kind: str = "tuntap", identity: dict | None = None) -> None:
+             mode: str, multi_queue: bool, kind: str = "tuntap", identity: dict | None = None,
+             ovs: dict | None = None) -> None:
         """Bind ``lease`` to a device; the binding keeps its age while the name stays the same.
 
         ``kind`` is recorded for macvtap/macvlan only; a record without it is a tun/tap's.
         ``identity`` (IDENTITY_FIELDS, each optional) says which device it is: removal deletes
         a device only while it still matches. A field not known is left out of the record.
+        ``ovs``: the Open vSwitch port row that carries this lease (releasing the lease removes it).
         """
-        self._holders = None
-        previous = self.state["leases"].get(lease)
+        previous = self.lease(lease)
         since = previous.get("since") if previous and previous["name"] == name else None
         record = {
             "name": name, "template": template, "id": number, "netns": netns, "mode": mode,
@@ -137,11 +230,13 @@ class Ledger:
             record["kind"] = kind
         record.update((key, value) for key, value in (identity or {}).items()
                       if key in IDENTITY_FIELDS and value is not None)
-        self.state["leases"][lease] = record
+        if ovs:
+            record["ovs"] = dict(ovs)
+        self._put_lease(lease, record)
 
     def unbind(self, lease: str) -> None:
-        self._holders = None
-        self.state["leases"].pop(lease, None)
+        if self.lease(lease) is not None:
+            self._put_lease(lease, None)
 
     def release(self, name: str, template: str | None, netns: str | None, hold: int,
                 lease: str | None = None) -> None:
@@ -153,11 +248,12 @@ class Ledger:
         record = {"at": self.clock(), "template": template, "netns": netns, "hold": hold}
         if lease is not None:
             record["lease"] = lease
-        self.state["released"][name] = record
+        self._put_released(name, record)
 
     def reclaim(self, name: str) -> None:
         """``name`` is in use again: its old release record no longer describes it."""
-        self.state["released"].pop(name, None)
+        if self.released_record(name) is not None:
+            self._put_released(name, None)
 
     def drop_old_releases(self, reuse_delay: int) -> None:
         """Forget releases older than reuse_delay and older than the delay they were released with.
@@ -167,19 +263,22 @@ class Ledger:
         does not end the hold for later runs with a longer one.
         """
         now = self.clock()
-        released = self.state["released"]
-        for name in [n for n, rec in released.items() if now - rec["at"] >= max(reuse_delay, rec.get("hold") or 0)]:
-            del released[name]
+        changed = self.changes.released
+        old = [name for name in self.store.released_where(now, expired_for=reuse_delay) if name not in changed]
+        old += [name for name, rec in changed.items()
+                if rec is not None and now - rec["at"] >= max(reuse_delay, rec.get("hold") or 0)]
+        for name in old:
+            self._put_released(name, None)
 
     def set_counter(self, template: str, number: int) -> None:
         """The last number handed out for ``template`` (it wraps to 0 after max_id)."""
-        self.state["counters"][template] = number
+        self.changes.counters[template] = number
 
     def raise_counter(self, template: str, number: int) -> None:
         """Keep the counter at or above ``number`` (a number found in use)."""
-        counters = self.state["counters"]
-        if counters.get(template, -1) < number:
-            counters[template] = number
+        current = self.counter(template)
+        if current is None or current < number:
+            self.changes.counters[template] = number
 
     def record_intent(self, netns: str | None, items: list, hold: int = 0) -> None:
         """The devices a run is about to create: lease, name, template, id, netns each.
@@ -187,10 +286,16 @@ class Ledger:
         An item that replaces a lease's device also says which (``replaces``: the old name),
         so that recovery knows the new device, once it exists, is the lease's current one.
         """
-        self.state["intent"] = {"netns": netns, "started": self.clock(), "hold": hold, "items": items}
+        self.changes.intent_changed = True
+        self.changes.intent = {"netns": netns, "started": self.clock(), "hold": hold, "items": items}
 
     def clear_intent(self) -> None:
-        self.state["intent"] = None
+        if self.intent is not None:
+            self.changes.intent_changed = True
+            self.changes.intent = None
+
+    def set_registry_id(self, registry_id: str) -> None:
+        self.changes.registry_id = registry_id
 
     # -- what a planned action leaves behind ----------------------------------
     def record(self, action, hold: int) -> None:
@@ -209,10 +314,7 @@ class Ledger:
         if action.kind in (Kind.CREATE, Kind.RECONCILE) and action.lease is not None:
             spec = action.spec
             self.bind(action.lease, action.name, action.template, action.number, action.netns,
-                      spec.mode, spec.multi_queue, spec.kind, identity=action.identity)
-            if action.ovs_record:
-                # Which Open vSwitch port row carries this lease: releasing the lease removes it.
-                self.state["leases"][action.lease]["ovs"] = dict(action.ovs_record)
+                      spec.mode, spec.multi_queue, spec.kind, identity=action.identity, ovs=action.ovs_record)
         if action.kind in (Kind.DELETE, Kind.RELEASE):
             self.forget(action.removal, hold)
 
@@ -371,12 +473,15 @@ class Ledger:
         return mark is not None and mark["lease"] == lease and not self.foreign(mark)
 
     def released_lease(self, lease: str) -> bool:
-        return any(rec.get("lease") == lease for rec in self.state["released"].values())
+        changed = self.changes.released
+        if any(rec is not None and rec.get("lease") == lease for rec in changed.values()):
+            return True
+        return any(name not in changed for name in self.store.released_with_lease(lease))
 
     # -- whose mark ----------------------------------------------------------
     @property
     def registry_id(self) -> str | None:
-        return self.state.get("registry_id")
+        return self.changes.registry_id or self.store.registry_id
 
     def mine(self, mark: dict | None) -> bool:
         return mark is not None and mark.get("registry") is not None and mark["registry"] == self.registry_id

@@ -1,18 +1,22 @@
 # Copyright (c) netdev.tuntap contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The registry file: lock, load, recover, atomic save. Its content is a _ledger.Ledger.
+"""The registry file: lock, open, migrate, recover, save. Its content is a _ledger.Ledger.
 
-Layout beside ``registry.json`` (docs/registry.md has the schema):
-  registry.json.lock           flock'ed for the whole run, never unlinked
-  registry.json.prev           the previous generation: the file as it was before the last run
-                               that wrote (a hard link to it)
-  registry.json.corrupt-STAMP  a file that could not be read, moved aside
+The registry is an SQLite database at the path the task gives (docs/registry.md has the
+schema; _store reads and writes it). Beside it:
+  registry.json.lock             flock'ed for the whole run, never unlinked (SQLite's own locks
+                                 cover one transaction, not a run's read-plan-apply)
+  registry.json-journal          SQLite's rollback journal while a transaction commits
+  registry.json.json-v1          a JSON registry of version 1 found at the path, kept as it was
+                                 when it was migrated (for a rollback to an older release)
+  registry.json.corrupt-STAMP    a file that could not be read, moved aside
+  registry.json.tmp-PID          a new database being written (a new, migrated or rebuilt
+                                 registry), renamed into place once complete
 """
 
 from __future__ import annotations
 
 import contextlib
-import copy
 import errno
 import fcntl
 import hashlib
@@ -20,19 +24,25 @@ import json
 import math
 import os
 import signal
+import sqlite3
 import stat
 import threading
 import time
+from urllib.parse import quote
 
+from ansible_collections.netdev.tuntap.plugins.module_utils import _store
 from ansible_collections.netdev.tuntap.plugins.module_utils._ledger import (
-    ID_LIMIT, SCHEMA_VERSION, Ledger, empty_state)
+    ID_LIMIT, SCHEMA_VERSION, Changes, Ledger, empty_state)
 from ansible_collections.netdev.tuntap.plugins.module_utils._marks import REGISTRY_ID_LENGTH, is_registry_id
 
 DEFAULT_LOCK_TIMEOUT = 60
 
 
-class RegistryError(Exception):
-    """A registry the module must refuse to use (message is user-facing)."""
+RegistryError = _store.RegistryError
+# A new database waits this long for tap_device_info's reads (which take SQLite's shared lock
+# for a moment) before it commits; runs themselves are serialised by the lock file.
+BUSY_TIMEOUT = 30
+JSON_KEPT = ".json-v1"
 
 
 class CorruptRegistry(ValueError):
@@ -171,6 +181,7 @@ def check_times(state: dict, now: float) -> list:
 
 
 def dump_state(state: dict) -> bytes:
+    """A registry document as the JSON of schema 1 (the export, and what older releases read)."""
     return (json.dumps(state, indent=1, sort_keys=True) + "\n").encode("utf-8")
 
 
@@ -340,10 +351,129 @@ def lock_holders(st: os.stat_result, locks_path: str = "/proc/locks") -> list:
     return sorted(set(pids))
 
 
-class Registry:
-    """One registry file. Use as a context manager: it takes the lock and loads the state.
+def _storage_error(path: str, exc: sqlite3.Error) -> OSError:
+    """An SQLite failure while writing, as the OSError the engine reports (a full disk, a read-only one)."""
+    text = str(exc)
+    code = errno.ENOSPC if "full" in text else errno.EROFS if "readonly" in text or "read-only" in text else errno.EIO
+    if code == errno.EIO:
+        # SQLite says "unable to open database file" when its journal cannot be made: ask the disk why.
+        with contextlib.suppress(OSError):
+            fs = os.statvfs(os.path.dirname(path))
+            if fs.f_bavail == 0 or fs.f_favail == 0:
+                code = errno.ENOSPC
+    return OSError(code, "%s (SQLite: %s)" % (os.strerror(code), text), path)
 
-    In check mode nothing on disk is created, locked, moved or written.
+
+def sniff(path: str, kind: str = "file") -> tuple:
+    """("sqlite" | "text" | None, the text of a file that is not a database): what is at ``path``.
+
+    Opened without following a symlink and without blocking on a FIFO; anything but a regular
+    file is refused. A database is not read here (SQLite opens it by its path).
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return None, None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise RegistryError("registry %s %s is a symlink; refusing to follow it" % (kind, path))
+        raise
+    with os.fdopen(fd, "rb") as handle:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise RegistryError("registry %s %s is %s, not a regular file; remove it (or move it away) and run "
+                                "again" % (kind, path, _file_type(st)))
+        head = handle.read(len(_store.SQLITE_MAGIC))
+        if head == _store.SQLITE_MAGIC:
+            return "sqlite", None
+        return "text", (head + handle.read()).decode("utf-8", "replace")
+
+
+def open_database(path: str, readonly: bool) -> sqlite3.Connection:
+    """A connection to the registry's database (which exists); settings for crash safety on a writer.
+
+    Rollback journal (journal_mode DELETE), synchronous EXTRA: a transaction is durable once it
+    returns, also on power loss (the journal is synced before the database is changed, and the
+    directory after the journal is deleted), and a reader opened read-only needs no companion
+    file it would have to create (WAL's -shm), so check mode and tap_device_info write nothing.
+    """
+    mode = "ro" if readonly else "rw"
+    conn = sqlite3.connect("file:%s?mode=%s" % (quote(path), mode), uri=True, isolation_level=None,
+                           timeout=BUSY_TIMEOUT, check_same_thread=False)
+    try:
+        conn.execute("PRAGMA trusted_schema = OFF")
+        if not readonly:
+            conn.execute("PRAGMA journal_mode = DELETE").fetchone()
+            conn.execute("PRAGMA synchronous = EXTRA")
+    except sqlite3.Error:
+        conn.close()
+        raise
+    return conn
+
+
+def check_database(conn: sqlite3.Connection, full: bool = True) -> None:
+    """Check a database is a registry of this schema, every row of the right types; raise
+    CorruptRegistry (or RegistryError for a newer schema). Done in SQLite, without loading rows.
+
+    Not ``full``: only the version, the schema and the meta rows (a database this module wrote
+    and nothing changed since: see Registry._verified)."""
+    try:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise RegistryError("registry schema version %d is newer than this module understands (%d); "
+                                "upgrade the netdev.tuntap collection" % (version, SCHEMA_VERSION))
+        _require(version == SCHEMA_VERSION, "unknown schema version %r" % version)
+        objects = {(kind, name): sql for kind, name, sql in conn.execute(
+            "SELECT type, name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_autoindex_%'")}
+        _require(objects == dict(zip(_store.SCHEMA_ORDER, _store.SCHEMA)),
+                 "its tables are not those of a registry (%s)" % ", ".join(sorted(n for _k, n in objects)))
+        if full:
+            found = conn.execute("PRAGMA quick_check(1)").fetchone()[0]
+            _require(found == "ok", "the database is damaged (%s)" % found)
+            for what, query in _store.row_checks(ID_LIMIT):
+                _require(conn.execute(query).fetchone()[0] == 0, what)
+        meta = dict(conn.execute("SELECT key, value FROM meta"))
+        registry_id = meta.get("registry_id")
+        _require(registry_id is None or is_registry_id(registry_id),
+                 "'registry_id' is not %d lower-case hex digits" % REGISTRY_ID_LENGTH)
+        intent = meta.get("intent")
+        if intent is not None:
+            try:
+                intent = json.loads(intent)
+            except (ValueError, RecursionError):
+                raise CorruptRegistry("'intent' is not JSON")
+        _check_intent(intent)
+    except sqlite3.DatabaseError as exc:
+        raise CorruptRegistry("not a registry database (%s)" % exc)
+
+
+STAMP_PREFIX = b"netdev.tuntap verified "
+
+
+def database_stamp(path: str) -> bytes | None:
+    """What identifies the database as a run left it: SQLite's change counter (header bytes 24-27,
+    bumped by every commit), size, mtime and inode. None when it cannot be read."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        counter = os.pread(fd, 4, 24)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    fields = (STAMP_PREFIX, counter.hex().encode(), st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev)
+    return b"%s%s %d %d %d %d\n" % fields
+
+
+class Registry:
+    """One registry. Use as a context manager: it takes the lock and opens the registry.
+
+    The ledger reads the database by queries while the run holds the lock; ``save`` writes
+    what the ledger changed in one transaction. In check mode nothing on disk is created,
+    locked, moved or written (a JSON file is read, not migrated).
     """
 
     def __init__(self, path: str, check_mode: bool = False, clock=time.time, lock_timeout: int = DEFAULT_LOCK_TIMEOUT):
@@ -354,9 +484,11 @@ class Registry:
         self.lock_timeout = lock_timeout
         self.warnings: list[str] = []
         self.recovered = False
+        self.migrated = False
         self.ledger = Ledger(empty_state(), clock)
-        self._saved = None
+        self._conn = None
         self._lock_fd = None
+        self._must_write = False
         self.writes = 0
 
     # -- opening -------------------------------------------------------
@@ -371,33 +503,26 @@ class Registry:
                 # and our mkdir is trusted only if it passes too.
                 self._check_paths()
                 self._remove_stale_temporaries()
-            state = self._load()
+            self.ledger = Ledger(self._open(), self.clock)
+            self._repair()
         except BaseException:
+            self._close()
             self._unlock()
             raise
-        new = state is None
-        state = state or empty_state()
-        missing_id = state["registry_id"] is None
-        if missing_id:
-            state["registry_id"] = derived_registry_id(self.path)
-        repaired = check_times(state, self.clock())
-        if repaired:
-            self.warnings.append("registry %s held impossible times: %s" % (self.path, "; ".join(repaired)))
-        # What is on disk needs no write until the run records something; but a rebuilt file, repaired
-        # times and a file from before registries had ids (it gets its id) are written back.
-        if self.recovered or repaired or (missing_id and not new):
-            self._saved = None
-        else:
-            self._saved = copy.deepcopy(state)
-        self.ledger = Ledger(state, self.clock)
         return self
 
     def __exit__(self, *exc) -> None:
+        self._close()
         self._unlock()
 
+    def _close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
     def _companions(self) -> tuple:
-        return (("file", self.path), ("previous generation", self.path + ".prev"),
-                ("lock", self.path + ".lock"))
+        return (("file", self.path), ("journal", self.path + "-journal"), ("lock", self.path + ".lock"),
+                ("migrated JSON copy", self.path + JSON_KEPT))
 
     def _check_paths(self) -> None:
         _check_ancestors(self.directory)
@@ -414,13 +539,13 @@ class Registry:
                                     % (kind, path, _file_type(st)))
 
     def _remove_stale_temporaries(self) -> None:
-        """Temporary files of runs killed mid-write (every write happens under the lock we hold).
+        """Databases of runs killed while writing a new one (every write happens under the lock we hold).
 
         Anything else under such a name (a FIFO, a device node) is removed too, never opened;
         a directory there is refused when a write needs its name.
         """
         base = os.path.basename(self.path)
-        prefixes = (base + ".tmp-", base + ".prev-")
+        prefixes = (base + ".tmp-", base + JSON_KEPT + ".tmp-")
         with os.scandir(self.directory) as entries:
             stale = [entry.path for entry in entries
                      if entry.name.startswith(prefixes) and not entry.is_dir(follow_symlinks=False)]
@@ -469,122 +594,217 @@ class Registry:
             os.close(self._lock_fd)  # closing drops the flock
             self._lock_fd = None
 
-    # -- reading and recovery -------------------------------------------
-    def _read(self, path: str, kind: str) -> str | None:
+    def _lock_file_stamp(self) -> bytes | None:
         try:
-            # O_NONBLOCK: a FIFO put there must not block the run (and every run after it, behind the lock).
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
-        except FileNotFoundError:
+            if self._lock_fd is not None:
+                return os.pread(self._lock_fd, 256, 0)
+            fd = os.open(self.path + ".lock", os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+            try:
+                return os.read(fd, 256) if stat.S_ISREG(os.fstat(fd).st_mode) else None
+            finally:
+                os.close(fd)
+        except OSError:
             return None
-        except OSError as exc:
-            if exc.errno == errno.ELOOP:
-                raise RegistryError("registry %s %s is a symlink; refusing to follow it" % (kind, path))
-            raise
-        with os.fdopen(fd, "rb") as handle:
-            st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode):
-                raise RegistryError("registry %s %s is %s, not a regular file; remove it (or move it away) and run "
-                                    "again" % (kind, path, _file_type(st)))
-            return handle.read().decode("utf-8", "replace")
 
-    def _load(self) -> dict | None:
-        """The state on disk; None for a registry that does not exist yet."""
+    def _verified(self) -> bool:
+        """The database is as the last run that checked or wrote it left it (the stamp it wrote in
+        the lock file matches): only a run of this module, under the lock, changes it then."""
+        current = database_stamp(self.path)
+        return current is not None and self._lock_file_stamp() == current
+
+    def _stamp(self) -> None:
+        """Record in the lock file that the database, as it is now, was checked or written by us."""
+        if self._lock_fd is None:
+            return
+        stamp = database_stamp(self.path) or b""
+        with contextlib.suppress(OSError):  # a full disk: the next run checks the database in full
+            os.ftruncate(self._lock_fd, 0)
+            os.pwrite(self._lock_fd, stamp, 0)
+
+    def _damaged(self, exc: Exception) -> RegistryError:
+        """A read that failed mid-run: the next run checks the database in full (and rebuilds it)."""
+        if self._lock_fd is not None:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._lock_fd, 0)
+        return RegistryError("registry %s could not be read (%s); the next run checks it and, if it is damaged, "
+                             "moves it aside and rebuilds it from the devices' marks" % (self.path, exc))
+
+    # -- reading, migration and recovery ------------------------------------
+    def _open(self):
+        """The store the ledger reads: the database, or a document in memory (new, JSON in check
+        mode, rebuilt)."""
         try:
-            text = self._read(self.path, "file")
+            kind, text = sniff(self.path)
         except OSError as exc:
             return self._recover("it could not be read (%s)" % exc.strerror)
-        if text is None:
-            if os.path.lexists(self.path + ".prev"):
-                # Our writes replace the file atomically, so a missing file beside a previous
-                # generation means it was lost, not that the registry is new.
+        if kind is None:
+            if any(os.path.lexists(self.path + suffix) for suffix in (JSON_KEPT, ".prev")):
+                # A registry that existed (it was migrated, or it kept a previous generation) is lost,
+                # not new: rebuild it, raising counters above the marked devices.
                 return self._recover("the file is missing", move_aside=False)
-            return None
+            return _store.DictStore(empty_state(derived_registry_id(self.path)))
+        if kind == "text":
+            try:
+                state = parse_state(text)
+            except CorruptRegistry as exc:
+                return self._recover(str(exc))
+            return self._migrate(state)
         try:
-            return parse_state(text)
+            self._conn = open_database(self.path, readonly=self.check_mode)
+            # The full check reads every page and row: skipped when the database is exactly as the
+            # last run that checked or wrote it left it (its stamp in the lock file matches).
+            check_database(self._conn, full=not self._verified())
+            if not self.check_mode:
+                self._stamp()
+            return _store.SqliteStore(self._conn, self._damaged)
         except CorruptRegistry as exc:
+            self._close()
             return self._recover(str(exc))
+        except sqlite3.Error as exc:
+            self._close()
+            if self.check_mode:
+                # Read-only, it cannot roll back a transaction a killed run left: a real run does.
+                self.warnings.append("registry %s cannot be read in check mode (%s); planned as if it were empty"
+                                     % (self.path, exc))
+                return _store.DictStore(empty_state(derived_registry_id(self.path)))
+            return self._recover("not a registry database (%s)" % exc)
 
-    def _recover(self, reason: str, move_aside: bool = True) -> dict:
-        self.recovered = True
-        base = empty_state()
-        source = "nothing (no usable previous generation)"
+    def _migrate(self, state: dict):
+        """A JSON registry (schema 1) at the path: replaced by a database holding every field of it, in
+        one step (a complete database is renamed over it), the JSON kept beside it. A run killed at
+        any point leaves the JSON or the database, never a part of either."""
+        if state["registry_id"] is None:
+            state["registry_id"] = derived_registry_id(self.path)
+        if self.check_mode:
+            return _store.DictStore(state)
+        # Before it is written: a time that is not finite has no place in the database.
+        self._repair_document(state)
+        kept = self.path + JSON_KEPT
         try:
-            prev = self._read(self.path + ".prev", "previous generation")
-            if prev is not None:
-                base = parse_state(prev)
-                source = "the previous generation %s.prev" % self.path
-        except (OSError, CorruptRegistry):
-            pass
+            same = os.path.samestat(os.lstat(kept), os.lstat(self.path))
+        except FileNotFoundError:
+            same = False
+        if not same:  # (a run killed after this step left it linked already; rename would do nothing)
+            staging = "%s.tmp-%d" % (kept, os.getpid())
+            os.link(self.path, staging)
+            os.replace(staging, kept)
+        self._replace_with(state)
+        self.migrated = True  # an upgrade, not a problem: no warning (docs/registry.md says where the JSON went)
+        self._stamp()
+        return _store.SqliteStore(self._conn, self._damaged)
+
+    def _recover(self, reason: str, move_aside: bool = True):
+        self.recovered = True
+        self._must_write = True
+        source = "the devices present"
         if self.check_mode:
             self.warnings.append("registry %s is unusable: %s. A real run would move it aside and rebuild "
-                                 "it from %s and the devices present" % (self.path, reason, source))
-            return base
-        kept = " It was moved aside to %s and" % self._move_aside() if move_aside else ""
-        self.warnings.append("registry %s was unusable: %s.%s rebuilt from %s and the devices present"
-                             % (self.path, reason, kept or " It was", source))
-        return base
+                                 "it from %s" % (self.path, reason, source))
+        else:
+            kept = " It was moved aside to %s and" % self._move_aside() if move_aside else ""
+            self.warnings.append("registry %s was unusable: %s.%s rebuilt from %s"
+                                 % (self.path, reason, kept or " It was", source))
+        return _store.DictStore(empty_state(derived_registry_id(self.path)))
 
     def _move_aside(self) -> str:
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(self.clock()))
         target = "%s.corrupt-%s" % (self.path, stamp)
         suffix = 1
-        while os.path.lexists(target):
+        while os.path.lexists(target) or os.path.lexists(target + "-journal"):
             target = "%s.corrupt-%s.%d" % (self.path, stamp, suffix)
             suffix += 1
+        # A journal stays with its database: left beside a new one, SQLite would play it into that.
+        if os.path.lexists(self.path + "-journal"):
+            os.rename(self.path + "-journal", target + "-journal")
         os.rename(self.path, target)
         self._fsync_directory()
         return target
 
+    def _repair(self) -> None:
+        """Times that cannot be right are repaired (as changes, written by the run's first save)."""
+        now = self.clock()
+        if isinstance(self.ledger.store, _store.DictStore):
+            self._must_write = self._repair_document(self.ledger.store.state) or self._must_write
+            return
+        released, leases = _store.impossible_times(self._conn, now)
+        repaired = []
+        for name, at in released:
+            record = dict(self.ledger.released_record(name), at=now)
+            self.ledger._put_released(name, record)  # pylint: disable=protected-access
+            repaired.append("the release time of %r (%r) is in the future or not finite; it was reset to now, "
+                            "so the name is held for its hold once more" % (name, at))
+        for key, since in leases:
+            self.ledger._put_lease(key, dict(self.ledger.lease(key), since=now))  # pylint: disable=protected-access
+            repaired.append("the binding time of lease %r (%r) is impossible; it was reset to now" % (key, since))
+        if self.ledger.registry_id is None:
+            self.ledger.set_registry_id(derived_registry_id(self.path))
+        if repaired:
+            self.warnings.append("registry %s held impossible times: %s" % (self.path, "; ".join(repaired)))
+
+    def _repair_document(self, state: dict) -> bool:
+        repaired = check_times(state, self.clock())
+        if repaired:
+            self.warnings.append("registry %s held impossible times: %s" % (self.path, "; ".join(repaired)))
+        return bool(repaired)
+
     # -- writing ---------------------------------------------------------
     @property
     def dirty(self) -> bool:
-        return self.ledger.state != self._saved
+        return self._must_write or bool(self.ledger.changes)
 
     def save(self) -> None:
-        """Atomically replace the file with the current state (no-op when unchanged)."""
+        """Write what the ledger changed, in one transaction (no-op when unchanged)."""
         if self.check_mode:
             raise RuntimeError("registry save in check mode")
         if not self.dirty:
             return
-        data = dump_state(self.ledger.state)
+        if self._conn is None:
+            self._replace_with(self.ledger.state)
+        else:
+            try:
+                _store.write_changes(self._conn, self.ledger.changes)
+            except UnicodeEncodeError as exc:
+                raise RegistryError("registry %s cannot record %r: it is not UTF-8 text (a lone surrogate)"
+                                    % (self.path, exc.object))
+            except sqlite3.Error as exc:
+                self._stamp()  # whatever the database is now, the stamp no longer matches an unchecked one
+                raise _storage_error(self.path, exc)
+        self._stamp()
+        self.ledger.store = _store.SqliteStore(self._conn, self._damaged)
+        self.ledger.changes = Changes()
+        self._must_write = False
+        self.writes += 1
+
+    def _replace_with(self, state: dict) -> None:
+        """Write ``state`` as a complete new database and rename it over the path (a new, migrated or
+        rebuilt registry); then the run goes on with it."""
+        self._close()
         tmp = "%s.tmp-%d" % (self.path, os.getpid())
-        with contextlib.suppress(FileNotFoundError, IsADirectoryError, PermissionError):
-            os.unlink(tmp)  # ours, from an earlier write of this process that failed
+        for leftover in (tmp, tmp + "-journal"):
+            with contextlib.suppress(FileNotFoundError, IsADirectoryError, PermissionError):
+                os.unlink(leftover)  # ours, from an earlier write of this process that failed
         try:
             # O_EXCL: never open what is there (a FIFO would block, a device node would be written to).
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600))
         except FileExistsError:
             raise RegistryError("registry temporary file %s exists and is not a file this module can replace "
                                 "(a directory?); remove it and run again" % tmp)
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-        except BaseException:
-            os.close(fd)
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)  # a full disk must not keep the space of a half-written copy
-            raise
-        os.close(fd)
-        # The previous generation is the registry as it was before this run: only the run's first
-        # write keeps the old file. A later write (the result after the intent) replaces the
-        # intent, which a recovery must not take for a run that never finished.
-        try:
-            if self.writes == 0 and os.path.exists(self.path):
-                prev_tmp = "%s.prev-%d" % (self.path, os.getpid())
-                if os.path.lexists(prev_tmp):
-                    os.unlink(prev_tmp)
-                os.link(self.path, prev_tmp)
-                os.replace(prev_tmp, self.path + ".prev")
+            conn = open_database(tmp, readonly=False)
+            try:
+                _store.create_database(conn, state)
+            finally:
+                conn.close()
             os.replace(tmp, self.path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
+        except BaseException as exc:
+            for leftover in (tmp, tmp + "-journal"):
+                with contextlib.suppress(OSError):
+                    os.unlink(leftover)  # a full disk must not keep the space of a half-written copy
+            if isinstance(exc, sqlite3.Error):
+                raise _storage_error(self.path, exc)
             raise
         self._fsync_directory()
-        self._saved = copy.deepcopy(self.ledger.state)
-        self.writes += 1
+        self._conn = open_database(self.path, readonly=False)
 
     def _fsync_directory(self) -> None:
         fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)

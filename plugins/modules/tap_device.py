@@ -243,14 +243,17 @@ options:
     type: str
   registry:
     description:
-      - Path of the allocation registry (versioned JSON). Missing directories are created with mode 0700,
-        the file with 0600; an existing directory is never changed.
+      - Path of the allocation registry (an SQLite database). Missing directories are created with mode 0700,
+        the file with 0600; an existing directory is never changed. A JSON registry of earlier releases found
+        at the path is migrated in place on the first run that is not in check mode, the JSON kept beside it
+        as V(registry.json.json-v1).
       - A registry whose file or directory is a symlink, is not a regular file (or directory), or is owned
         by or writable for anyone but root (or the user running the module), is refused; so is any directory
         on its path that such a user could change (a world-writable directory counts only with the sticky
-        bit and owned by root). The same holds for V(registry.json.prev) and V(registry.json.lock) beside it.
+        bit and owned by root). The same holds for V(registry.json-journal), V(registry.json.lock) and
+        V(registry.json.json-v1) beside it.
       - An unreadable or corrupt registry is moved aside (V(registry.json.corrupt-TIMESTAMP)) and rebuilt
-        from the previous generation (V(registry.json.prev)) and the devices present, with a warning.
+        from the marks of the devices present, with a warning.
       - Each registry has an identifier, stored in the file, that the marks of its devices carry; a device
         marked by another registry is never adopted, changed or deleted, only reported.
     type: path

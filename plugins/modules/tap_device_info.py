@@ -15,9 +15,9 @@ description:
   - Reports the registry itself, as it is on disk - counters per template, held names with their release
     time, leases whose device is missing, devices that carry the mark of M(netdev.tuntap.tap_device) but no
     lease (orphans), and unmarked devices whose names match a template of the registry (strangers).
-  - Read-only. The registry is read without taking its lock (every write replaces the file atomically, so a
-    whole generation is read and no running M(netdev.tuntap.tap_device) waits); nothing is created, not even
-    its directory.
+  - Read-only. The registry (an SQLite database) is opened read-only, without the lock of
+    M(netdev.tuntap.tap_device) runs (a run's changes are committed in one transaction, so they are seen whole
+    or not at all); nothing is created, not even its directory. A JSON registry not migrated yet is read as it is.
   - Links are read with one raw netlink dump per namespace, and holders with one pass over C(/proc), so it
     stays fast with thousands of devices.
 author:
@@ -82,6 +82,14 @@ options:
         queues), which root can hide by forcing carrier off, and RV(devices[].holders) is null.
     type: bool
     default: true
+  export:
+    description:
+      - Also return the whole registry, unfiltered, as RV(export), in the layout of the JSON registries of
+        earlier releases (C(docs/registry.md) in the collection describes it). Written to a file, it is a
+        registry those releases read; C(ansible localhost -m netdev.tuntap.tap_device_info -a
+        "registry=PATH export=true") prints it.
+    type: bool
+    default: false
 notes:
   - Holders are processes in the device's network namespace; PIDs are as seen from the module's PID namespace.
 seealso:
@@ -314,8 +322,15 @@ namespaces:
   type: list
   elements: dict
   sample: [{netns: null, exists: true}]
+export:
+  description:
+    - With O(export=true), the whole registry - C(version), C(registry_id), C(counters), C(leases),
+      C(released), C(intent) - as one document (empty when it could not be read).
+  returned: when O(export=true)
+  type: dict
+  sample: {version: 1, registry_id: 5f0c2a9e, counters: {"vmtap%d": 41}, leases: {}, released: {}, intent: null}
 registry:
-  description: The registry file (C(path)), whether it exists, whether it could be read, and why not (C(error)).
+  description: The registry (C(path)), whether it exists, whether it could be read, and why not (C(error)).
   returned: always
   type: dict
   sample: {path: /var/lib/netdev_tuntap/registry.json, exists: true, readable: true, error: null}

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sqlite3
 import subprocess
 import tarfile
 
@@ -44,8 +45,12 @@ def is_tap(entry) -> bool:
 
 
 def read_leases(registry: str) -> dict:
-    with open(registry, encoding="utf-8") as handle:
-        return {lease: record["name"] for lease, record in json.load(handle)["leases"].items()}
+    """Lease -> device name, read from the registry's database with sqlite3 itself (docs/registry.md)."""
+    conn = sqlite3.connect("file:%s?mode=ro" % registry, uri=True)
+    try:
+        return dict(conn.execute("SELECT key, name FROM leases"))
+    finally:
+        conn.close()
 
 
 def test_tarball_holds_the_collection_and_nothing_else(tarball):

@@ -19,9 +19,12 @@ import argparse
 import json
 import os
 import re
+import shutil
+import sqlite3
 import stat
 import subprocess
 import sys
+import tempfile
 
 import yaml
 
@@ -86,8 +89,19 @@ def read_registry(host):
         return None
     if st.st_uid != 0 or stat.S_IMODE(st.st_mode) != 0o600:
         host.fail("registry is uid %d mode %o, expected root's 0600" % (st.st_uid, stat.S_IMODE(st.st_mode)))
-    with open(path) as f:
-        return json.load(f)
+    # The registry is an SQLite database (docs/registry.md). Read from a copy: SQLite resolves the
+    # /proc/PID/root link of the host's path to this machine's root.
+    with tempfile.TemporaryDirectory() as tmp:
+        copy = os.path.join(tmp, "registry")
+        shutil.copyfile(path, copy)
+        conn = sqlite3.connect("file:%s?mode=ro" % copy, uri=True)
+        try:
+            intent = dict(conn.execute("SELECT key, value FROM meta")).get("intent")
+            return {"leases": {key: {"name": name} for key, name in conn.execute("SELECT key, name FROM leases")},
+                    "released": {name: {"at": at} for name, at in conn.execute("SELECT name, at FROM released")},
+                    "intent": json.loads(intent) if intent else None}
+        finally:
+            conn.close()
 
 
 def load_snapshot(work, host):

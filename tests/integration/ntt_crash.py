@@ -4,7 +4,8 @@
 is already imported) and can SIGKILL that child at the n-th occurrence of a named point:
 
   save         entering Registry.save (the intent before creating, or the result)
-  replace      os.replace inside a save (the new generation about to become the registry)
+  replace      os.replace of a complete new database over the registry (a new, migrated or rebuilt one)
+  commit       inside a save's transaction: its rows written, COMMIT about to run (a hot journal stays)
   create       right after a device was made (persistent, marked) and before it is recorded: in a
                batch, the devices after it are still held by descriptors, not persistent yet
   delete       right after a device (or a bulk of devices) was deleted and before that is recorded
@@ -28,7 +29,7 @@ import traceback
 
 import ntt_helpers as h
 
-POINTS = ("save", "replace", "create", "delete", "configure")
+POINTS = ("save", "replace", "commit", "create", "delete", "configure")
 KILLED = "killed"
 CLONE_NEWNS = 0x00020000
 MS_REC, MS_PRIVATE = 0x4000, 1 << 18
@@ -38,7 +39,7 @@ def _mods():
     import importlib
     base = "ansible_collections.netdev.tuntap.plugins.module_utils."
     return {name: importlib.import_module(base + name)
-            for name in ("_engine", "_registry", "_apply", "_kernel._tun", "_kernel._links")}
+            for name in ("_engine", "_registry", "_store", "_apply", "_kernel._tun", "_kernel._links")}
 
 
 def _fill(directory: str, what: str = "both") -> None:
@@ -97,6 +98,16 @@ def _install(point: str, nth: int, action) -> None:
         before(mods["_registry"].Registry, "save")
     elif point == "replace":
         before(mods["_registry"].os, "replace")
+    elif point == "commit":
+        original = mods["_store"].write_changes
+
+        def write_changes(conn, changes):
+            conn.set_trace_callback(lambda statement: hit() if statement == "COMMIT" else None)
+            try:
+                return original(conn, changes)
+            finally:
+                conn.set_trace_callback(None)
+        mods["_store"].write_changes = write_changes
     elif point == "create":
         after(mods["_kernel._tun"], "persist")
     elif point == "delete":

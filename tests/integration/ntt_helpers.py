@@ -163,7 +163,7 @@ def mark_registries(netns: str) -> dict[str, str | None]:
 
 
 def registry_id(path) -> str:
-    return read_json(path)["registry_id"]
+    return read_registry(path)["registry_id"]
 
 
 def aliases(netns: str) -> dict[str, dict]:
@@ -271,7 +271,12 @@ def read_json(path):
 
 
 def read_registry(path) -> dict:
-    return read_json(path)
+    """The registry at ``path`` as the document of docs/registry.md (version, registry_id, counters,
+    leases, released, intent), whether it is the SQLite database or a JSON file not migrated yet."""
+    info = importlib.import_module("ansible_collections.netdev.tuntap.plugins.module_utils._info")
+    state, facts, _warnings = info.read_registry(str(path))
+    assert facts["readable"], "registry %s cannot be read: %s" % (path, facts["error"])
+    return state
 
 
 def siblings(path) -> list[str]:
@@ -466,9 +471,9 @@ class AdHoc:
 
 
 def ansible_adhoc(args: str, check: bool = False, diff: bool = False,
-                  interpreter: str = PYTHON, env: dict | None = None, timeout=120) -> AdHoc:
-    """``ansible localhost -m netdev.tuntap.tap_device -a ARGS`` (implicit localhost)."""
-    argv = [tool("ansible"), "localhost", "-m", MODULE, "-a", args,
+                  interpreter: str = PYTHON, env: dict | None = None, timeout=120, module: str = MODULE) -> AdHoc:
+    """``ansible localhost -m netdev.tuntap.tap_device -a ARGS`` (implicit localhost; or another ``module``)."""
+    argv = [tool("ansible"), "localhost", "-m", module, "-a", args,
             "-e", "ansible_python_interpreter=%s" % interpreter]
     if check:
         argv.append("--check")
@@ -511,16 +516,16 @@ def lease_moved_warning(lease: str, old: str, new: str) -> str:
             % tuple(re.escape(repr(v)) for v in (lease, old, new)))
 
 
-def registry_rebuilt_warning(path, source: str) -> str:
-    """A real run that moved an unusable registry aside; ``source`` is a regex."""
+def registry_rebuilt_warning(path) -> str:
+    """A real run that moved an unusable registry aside and rebuilt it from the devices' marks."""
     path = re.escape(str(path))
     return (r"registry %s was unusable: .+\. It was moved aside to %s\.corrupt-\d{8}T\d{6}(\.\d+)? and rebuilt "
-            r"from %s and the devices present" % (path, path, source))
+            r"from the devices present" % (path, path))
 
 
-def registry_check_mode_warning(path, source: str) -> str:
-    return (r"registry %s is unusable: .+\. A real run would move it aside and rebuild it from %s and the "
-            r"devices present" % (re.escape(str(path)), source))
+def registry_check_mode_warning(path) -> str:
+    return (r"registry %s is unusable: .+\. A real run would move it aside and rebuild it from the "
+            r"devices present" % re.escape(str(path)))
 
 
 def interrupted_run_warning(path) -> str:

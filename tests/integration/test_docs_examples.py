@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -260,7 +261,10 @@ def test_readme_module_defaults(sandbox, tmp_path):
     made = run.result("A tap under the action group's registry and namespace")
     assert made["netns"] == "lab", made
     _tap(sandbox.netns, made["name"])  # "lab" is the test's namespace inside the sandbox
-    registry = json.loads(sandbox.read("/var/lib/lab/registry.json"))
+    # A copy: SQLite resolves the /proc/PID/root link of the sandbox's path to the machine's root.
+    copy = str(tmp_path / "lab-registry")
+    shutil.copyfile(sandbox.path("/var/lib/lab/registry.json"), copy)
+    registry = h.read_registry(copy)
     assert "fragment/net0" in registry["leases"], registry
     assert not os.listdir(sandbox.path("/var/lib/netdev_tuntap")), "the default registry was used"
 
@@ -329,12 +333,12 @@ def test_readme_adhoc(sandbox):
     # Check mode predicts the name and changes nothing: no device, no registry write. The same line
     # without --check --diff then makes exactly the predicted name.
     line = step(lambda l: "--check" in l)
-    registry_before = sandbox.read("/var/lib/netdev_tuntap/registry.json")
+    registry_before = h.tree_snapshot(sandbox.path("/var/lib/netdev_tuntap"))
     links_before = set(h.links(ns))
     predicted = adhoc(line)[1]
     assert predicted["changed"] and predicted["name"] not in links_before, predicted
     assert set(h.links(ns)) == links_before
-    assert sandbox.read("/var/lib/netdev_tuntap/registry.json") == registry_before
+    assert h.tree_snapshot(sandbox.path("/var/lib/netdev_tuntap")) == registry_before
     real = adhoc(line.replace(" --check", "").replace(" --diff", ""))[1]
     assert real["name"] == predicted["name"], (predicted, real)
     _tap(ns, real["name"])

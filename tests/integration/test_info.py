@@ -154,3 +154,26 @@ def test_through_ansible_in_check_mode_with_module_defaults(api, ns, registry, t
     proc = h.ansible_playbook(play, check=True)
     assert proc.returncode == 0, h.show(proc)
     assert "changed=0" in proc.stdout and "failed=0" in proc.stdout, proc.stdout
+
+
+def test_the_documented_command_prints_the_whole_registry(api, ns, registry):
+    # docs/registry.md: the export of a registry, in the layout of the JSON registries.
+    api(devices=[{"name": T, "lease": "web1/0"}, {"name": T, "lease": "web1/1", "multi_queue": True}])
+    api(name=T, lease="web1/1", state="absent")
+    adhoc = h.ansible_adhoc("registry=%s export=true" % registry, module="netdev.tuntap.tap_device_info")
+    assert adhoc.rc == 0 and not adhoc.failed, adhoc
+    exported = adhoc.result["export"]
+    assert exported == h.read_registry(registry)
+    assert set(exported) == {"version", "registry_id", "counters", "leases", "released", "intent"}
+    assert {key: rec["name"] for key, rec in exported["leases"].items()} == {"web1/0": "vmi0"}
+    assert exported["released"]["vmi1"]["lease"] == "web1/1" and exported["counters"] == {T: 1}
+    assert exported["registry_id"] == h.mark_registries(ns)["vmi0"]
+    # Written to a file, it is a JSON registry: the module migrates it and reads the same content.
+    again = registry.parent / "again" / "registry.json"
+    again.parent.mkdir(mode=0o700)
+    with open(again, "w", encoding="utf-8") as handle:
+        json.dump(exported, handle)
+    os.chmod(again, 0o600)
+    assert info(ns, again, export=True)["export"] == exported
+    h.Api(ns, again)(name=T, lease="web1/0")
+    assert h.read_registry(again)["leases"]["web1/0"] == exported["leases"]["web1/0"]

@@ -120,7 +120,7 @@ def test_disk_full_at_the_final_write_reports_changed_and_the_next_run_adopts(ns
     params = dict(netns=ns, registry=registry, devices=[dict(name=T, lease="a"), dict(name=T, lease="b")])
 
     def scenario():
-        crash.mount_tmpfs(regdir, size="64k", inodes=64)
+        crash.mount_tmpfs(regdir, size="256k", inodes=64)  # an SQLite registry takes a page per table
         failed = crash.run_forked(params, fill_at=("create", 1), fill_dir=regdir)
         crash.unfill(regdir)
         second = crash.run_forked(params)

@@ -1,7 +1,9 @@
 """3. Every kind of broken registry: a clear outcome each, no traceback, no hang.
 
-Each case prepares the registry's directory, then runs the module in a forked child under a
-time limit. The outcome must be a result (a recovered registry says so in a warning) or a
+Broken JSON files (what a migration meets), broken databases (truncated, damaged pages, wrong
+types in rows, foreign tables, other versions, a transaction cut short, a garbage journal), and
+things that are not files where the registry's files belong. Each case prepares the registry's
+directory, then runs the module in a forked child under a time limit. The outcome must be a result (a recovered registry says so in a warning) or a
 failed task whose message names the problem; never "unexpected internal error", never a hang.
 """
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import sqlite3
 import stat
 
 import pytest
@@ -80,6 +83,90 @@ TEXT_CASES = [
 ]
 
 
+# Each column of each table, with values of the wrong type or out of range (bound as parameters).
+COLUMNS = {
+    "leases": ["key", "name", "template", "id", "netns", "mode", "multi_queue", "since", "kind", "ifindex",
+               "boot_id", "netns_inode", "extra"],
+    "released": ["name", "at", "template", "netns", "hold", "lease", "extra"],
+    "counters": ["template", "last"],
+    "meta": ["value"],
+}
+WRONG_SQL = [None, -1, 2 ** 62, 1.5, "x", "", "a\0b", b"\x00\xff", "[1]", "../x", "x" * 300]
+
+
+def make_database(registry) -> None:
+    """A valid registry database holding VALID (through the module's own storage code)."""
+    registry_module = crash._mods()["_registry"]  # pylint: disable=protected-access
+    with open(registry, "w") as out:
+        out.write(json.dumps(VALID))
+    os.chmod(registry, 0o600)
+    with registry_module.Registry(registry):
+        pass   # migrated
+
+
+def _sql(registry, *statements, args=()):
+    conn = sqlite3.connect(registry)
+    try:
+        with conn:
+            for statement in statements:
+                conn.execute(statement, args if "?" in statement else ())
+    finally:
+        conn.close()
+
+
+def _cut_short(registry):
+    """A run killed inside a transaction: rows written, no COMMIT; its journal stays."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            conn = sqlite3.connect(registry, isolation_level=None)
+            conn.execute("PRAGMA cache_size = 1")
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("DELETE FROM leases")
+            conn.execute("UPDATE counters SET last = 0")
+            conn.execute("INSERT INTO counters VALUES ('junk%d', 5)")
+        finally:
+            os._exit(9)
+    os.waitpid(pid, 0)
+
+
+def _overwrite(registry, offset_fraction, data):
+    with open(registry, "r+b") as handle:
+        size = os.fstat(handle.fileno()).st_size
+        handle.seek(int(size * offset_fraction))
+        handle.write(data)
+
+
+def database_cases(per_column: int):
+    cases = [
+        ("database truncated to its header", lambda r: os.truncate(r, 100)),
+        ("database truncated by half", lambda r: os.truncate(r, os.path.getsize(r) // 2)),
+        ("database pages overwritten with garbage", lambda r: _overwrite(r, 0.5, os.urandom(4096))),
+        ("database header overwritten", lambda r: _overwrite(r, 0, b"\xff" * 100)),
+        ("database of a newer version", lambda r: _sql(r, "PRAGMA user_version = 2")),
+        ("database of version 0", lambda r: _sql(r, "PRAGMA user_version = 0")),
+        ("database with a foreign table", lambda r: _sql(r, "CREATE TABLE surprise (x)")),
+        ("database with a trigger", lambda r: _sql(
+            r, "CREATE TRIGGER t AFTER INSERT ON counters BEGIN DELETE FROM leases; END")),
+        ("database without its leases table", lambda r: _sql(r, "DROP TABLE leases")),
+        ("database in WAL mode", lambda r: _sql(r, "PRAGMA journal_mode = WAL")),
+        ("a transaction cut short (hot journal)", _cut_short),
+        ("a garbage journal beside the database", lambda r: open(r + "-journal", "wb").write(os.urandom(2048))),
+        ("registry_id of the wrong form", lambda r: _sql(r, "UPDATE meta SET value = 'XYZ' WHERE key = 'registry_id'")),
+        ("intent that is not JSON", lambda r: _sql(r, "UPDATE meta SET value = '{[' WHERE key = 'intent'")),
+        ("intent of the wrong shape", lambda r: _sql(r, "UPDATE meta SET value = '{\"items\": 3}' WHERE key = 'intent'")),
+    ]
+    number = 0
+    for table, columns in COLUMNS.items():
+        for column in columns:
+            for value in [WRONG_SQL[(number + k) % len(WRONG_SQL)] for k in range(per_column)]:
+                number += 1
+                cases.append(("wrong value in %s.%s: %r" % (table, column, value)[:60],
+                              lambda r, t=table, c=column, v=value: _sql(
+                                  r, "UPDATE OR IGNORE %s SET %s = ?" % (t, c), args=(v,))))
+    return cases
+
+
 def _special(kind, where):
     if os.path.lexists(where):
         os.unlink(where)
@@ -96,7 +183,7 @@ def _special(kind, where):
 def file_cases(registry):
     directory = os.path.dirname(registry)
     cases = []
-    for suffix in ("", ".prev", ".lock", ".tmp-1"):
+    for suffix in ("", "-journal", ".lock", ".json-v1", ".tmp-1"):
         for kind in ("FIFO", "directory", "device node", "symlink"):
             cases.append(("%s in place of registry.json%s" % (kind, suffix),
                           lambda s=suffix, k=kind: _special(k, registry + s)))
@@ -156,6 +243,16 @@ def test_every_kind_of_broken_registry_has_a_clear_outcome(ns, workdir):
         os.chmod(registry, 0o600)
         classify(case, _outcome(case, ns, registry), registry)
         _clear(ns)
+    for case, prepare in database_cases(size("wrong_values_per_path")):
+        index += 1
+        registry = _fresh(workdir, index)
+        make_database(registry)
+        prepare(registry)
+        outcome = _outcome(case, ns, registry)
+        if case.startswith("database of a newer") and "newer than this module" not in outcome.get("error", ""):
+            failures.append((case, "not refused as newer: %r" % outcome))
+        classify(case, outcome, registry)
+        _clear(ns)
     for case, prepare in file_cases("PLACEHOLDER"):
         index += 1
         registry = _fresh(workdir, index)
@@ -174,6 +271,7 @@ def test_every_kind_of_broken_registry_has_a_clear_outcome(ns, workdir):
         classify(case, outcome, registry)
         _clear(ns)
     assert failures == [], failures
+    database = len(database_cases(size("wrong_values_per_path")))
     record("broken_registries", cases=index, **tally, text_cases=len(TEXT_CASES),
-           wrong_type_cases=index - len(TEXT_CASES) - len(file_cases("x")), file_cases=len(file_cases("x")),
-           failures=len(failures))
+           wrong_type_cases=index - len(TEXT_CASES) - len(file_cases("x")) - database,
+           database_cases=database, file_cases=len(file_cases("x")), failures=len(failures))

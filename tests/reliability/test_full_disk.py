@@ -41,7 +41,7 @@ def test_a_full_file_system_at_each_write(ns, workdir, what):
     registry = os.path.join(regdir, "registry.json")
 
     def scenario():
-        crash.mount_tmpfs(regdir, size="64k", inodes=64)
+        crash.mount_tmpfs(regdir, size="256k", inodes=64)  # room for the database and its journal, then filled
         seen = []
         for point, task in POINTS:
             # Start from the opposite state, so that the run under test really makes or deletes devices.

@@ -248,7 +248,7 @@ def test_number_in(template, name, expected):
 
 def mine(**state) -> Ledger:
     book = ledger(**state)
-    book.state["registry_id"] = MINE
+    book.set_registry_id(MINE)
     return book
 
 

@@ -1,6 +1,6 @@
 # Copyright (c) netdev.tuntap contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The registry file: atomic saves, .prev generation, recovery, refusals, check mode, the lock."""
+"""The registry: saves, migration from JSON, recovery, refusals, check mode, the lock."""
 
 from __future__ import annotations
 
@@ -14,7 +14,9 @@ import threading
 
 import pytest
 
+from ansible_collections.netdev.tuntap.plugins.module_utils._info import read_registry
 from ansible_collections.netdev.tuntap.plugins.module_utils._marks import is_registry_id
+from ansible_collections.netdev.tuntap.plugins.module_utils import _registry as registry_module
 from ansible_collections.netdev.tuntap.plugins.module_utils._registry import (
     SCHEMA_VERSION, CorruptRegistry, Registry, RegistryError, dump_state, empty_state, parse_state)
 
@@ -26,6 +28,13 @@ STAMP = "20231114T221320"
 def doc(**overrides) -> dict:
     state = empty_state()
     state.update(overrides)
+    return state
+
+
+def on_disk(path) -> dict:
+    """The registry at ``path`` as a document, read as tap_device_info reads it."""
+    state, facts, _warnings = read_registry(str(path))
+    assert facts["readable"], facts
     return state
 
 
@@ -153,9 +162,9 @@ def test_new_registry_is_empty_and_writes_nothing_until_changed(path):
 
 def test_save_then_reload_round_trip(path):
     with Registry(path) as reg:
-        reg.ledger.state["counters"]["vnet%d"] = 12
-        reg.ledger.state["leases"]["web1/net0"] = dict(GOOD["leases"]["web1/net0"])
-        reg.ledger.state["released"]["vnet3"] = dict(GOOD["released"]["vnet3"])
+        reg.ledger.set_counter("vnet%d", 12)
+        reg.ledger._put_lease("web1/net0", dict(GOOD["leases"]["web1/net0"]))
+        reg.ledger._put_released("vnet3", dict(GOOD["released"]["vnet3"]))
         assert reg.dirty
         reg.save()
         assert not reg.dirty
@@ -164,56 +173,23 @@ def test_save_then_reload_round_trip(path):
         assert same_state(again.ledger.state, GOOD)
         assert again.warnings == []
         assert again.recovered is False
-    with open(path) as handle:
-        assert same_state(json.load(handle), GOOD)
-    assert not os.path.exists(path + ".prev")     # nothing was replaced yet
-    leftovers = [p for p in os.listdir(os.path.dirname(path)) if ".tmp-" in p or ".prev-" in p]
-    assert leftovers == []
+    assert same_state(on_disk(path), GOOD)
+    assert sorted(os.listdir(os.path.dirname(path))) == ["registry.json", "registry.json.lock"]
 
 
-def test_prev_holds_the_previous_generation(path):
-    generations = []
-    for number in (1, 2, 3):
-        with Registry(path) as reg:
-            reg.ledger.state["counters"]["vnet%d"] = number
-            reg.save()
-        with open(path) as handle:
-            generations.append(handle.read())
-    with open(path + ".prev") as handle:
-        assert json.loads(handle.read())["counters"] == {"vnet%d": 2}
-    assert json.loads(generations[-1])["counters"] == {"vnet%d": 3}
-    assert mode_of(path + ".prev") == 0o600
-
-
-def test_stale_temporary_link_from_a_killed_run_is_replaced(path):
+def test_two_saves_in_one_run_write_each_change_once(path):
+    # The first save is a run's intent, the second its result; a save without changes writes nothing.
     with Registry(path) as reg:
-        reg.ledger.state["counters"]["a%d"] = 1
-        reg.save()
-    stale = "%s.prev-%d" % (path, os.getpid())
-    write(stale, b"left by a killed run")
-    with Registry(path) as reg:
-        reg.ledger.state["counters"]["a%d"] = 2
-        reg.save()
-    assert not os.path.exists(stale)
-    assert json.load(open(path + ".prev"))["counters"] == {"a%d": 1}
-    assert json.load(open(path))["counters"] == {"a%d": 2}
-
-
-def test_two_saves_in_one_run_keep_the_generation_from_before_the_run(path):
-    # The first save is a run's intent, the second its result: .prev must be what was there
-    # before the run, never the intent, which a recovery would take for an unfinished run.
-    with Registry(path) as reg:
-        reg.ledger.state["counters"]["a%d"] = 0
+        reg.ledger.set_counter("a%d", 0)
         reg.save()
     with Registry(path) as reg:
-        reg.ledger.state["counters"]["a%d"] = 1
+        reg.ledger.set_counter("a%d", 1)
         reg.save()
-        reg.ledger.state["counters"]["a%d"] = 2
+        reg.ledger.set_counter("a%d", 2)
         reg.save()
         reg.save()          # unchanged: no write
         assert reg.writes == 2
-    assert json.load(open(path + ".prev"))["counters"] == {"a%d": 0}
-    assert json.load(open(path))["counters"] == {"a%d": 2}
+    assert on_disk(path)["counters"] == {"a%d": 2}
 
 
 @pytest.mark.parametrize("mask", [0o000, 0o022, 0o077])
@@ -222,13 +198,12 @@ def test_file_is_0600_and_new_directories_0700(tmp_path, mask):
     with umask(mask):
         for number in (1, 2):
             with Registry(str(path)) as reg:
-                reg.ledger.state["counters"]["x%d"] = number
+                reg.ledger.set_counter("x%d", number)
                 reg.save()
     assert mode_of(tmp_path) == 0o700   # pytest's own: untouched
     for directory in (tmp_path / "a", tmp_path / "a" / "b", tmp_path / "a" / "b" / "c"):
         assert mode_of(directory) == 0o700, directory
     assert mode_of(path) == 0o600
-    assert mode_of(str(path) + ".prev") == 0o600
     assert mode_of(str(path) + ".lock") == 0o600
 
 
@@ -236,7 +211,7 @@ def test_new_directory_mode_is_exact_even_with_a_strict_umask(tmp_path):
     path = tmp_path / "new" / "registry.json"
     with umask(0o777):
         with Registry(str(path)) as reg:
-            reg.ledger.state["counters"]["x%d"] = 1
+            reg.ledger.set_counter("x%d", 1)
             reg.save()
     assert mode_of(tmp_path / "new") == 0o700
 
@@ -247,7 +222,7 @@ def test_existing_directory_mode_is_never_changed(tmp_path, existing_mode):
     directory.mkdir()
     os.chmod(directory, existing_mode)
     with Registry(str(directory / "registry.json")) as reg:
-        reg.ledger.state["counters"]["x%d"] = 1
+        reg.ledger.set_counter("x%d", 1)
         reg.save()
     assert mode_of(directory) == existing_mode
 
@@ -396,10 +371,6 @@ def test_newer_schema_is_refused_and_left_in_place(path):
 
 # -- recovery ----------------------------------------------------------------------
 
-PREV = doc(counters={"vnet%d": 7},
-           leases={"db/net0": {"name": "vnet7", "template": "vnet%d", "id": 7, "netns": None,
-                               "mode": "tap", "multi_queue": False, "since": 2.0}})
-
 BAD_FILES = [
     pytest.param(b"", "the file is empty", id="empty"),
     pytest.param(dump_state(GOOD)[:37], "not valid JSON", id="truncated"),
@@ -408,16 +379,16 @@ BAD_FILES = [
     pytest.param(b"[]", "the top level is not an object", id="list"),
     pytest.param(b'{"version": 1, "counters": {"v%d": "x"}, "leases": {}, "released": {}}', "'counters'",
                  id="wrong-structure"),
+    pytest.param(b"SQLite format 3\x00" + b"\xff" * 200, "not a registry database", id="database-header-only"),
 ]
 
 
 @pytest.mark.parametrize("content, reason", BAD_FILES)
-def test_corrupt_file_is_moved_aside_and_rebuilt_from_prev(path, content, reason):
-    write(path + ".prev", dump_state(PREV))
+def test_corrupt_file_is_moved_aside_and_rebuilt_empty(path, content, reason):
     write(path, content)
     with Registry(path, clock=lambda: STAMP_CLOCK) as reg:
         assert reg.recovered is True
-        assert same_state(reg.ledger.state, PREV)
+        assert same_state(reg.ledger.state, empty_state())
         assert len(reg.warnings) == 1
         warning = reg.warnings[0]
     corrupt = path + ".corrupt-" + STAMP
@@ -426,50 +397,29 @@ def test_corrupt_file_is_moved_aside_and_rebuilt_from_prev(path, content, reason
     assert reason in warning
     assert "was unusable" in warning
     assert "moved aside to %s" % corrupt in warning
-    assert "previous generation %s.prev" % path in warning
-    assert open(path + ".prev", "rb").read() == dump_state(PREV)   # .prev untouched
-
-
-@pytest.mark.parametrize("content, reason", BAD_FILES[:3])
-def test_corrupt_file_without_prev_starts_empty_with_a_warning(path, content, reason):
-    write(path, content)
-    with Registry(path, clock=lambda: STAMP_CLOCK) as reg:
-        assert same_state(reg.ledger.state, empty_state())
-        assert reg.recovered
-        assert reason in reg.warnings[0]
-        assert "nothing (no usable previous generation)" in reg.warnings[0]
-    assert os.path.exists(path + ".corrupt-" + STAMP)
-
-
-def test_corrupt_prev_too_starts_empty(path):
-    write(path + ".prev", b"{truncat")
-    write(path, b"")
-    with Registry(path) as reg:
-        assert same_state(reg.ledger.state, empty_state())
-        assert "nothing (no usable previous generation)" in reg.warnings[0]
+    assert "rebuilt from the devices present" in warning
 
 
 def test_unreadable_file_is_recovered(path, monkeypatch):
-    write(path + ".prev", dump_state(PREV))
     write(path, dump_state(GOOD))
-    real_read = Registry._read
+    real_sniff = registry_module.sniff
 
-    def failing_read(self, target, kind):
+    def failing_sniff(target, kind="file"):
         if target == path:
             raise OSError(5, "Input/output error")
-        return real_read(self, target, kind)
+        return real_sniff(target, kind)
 
-    monkeypatch.setattr(Registry, "_read", failing_read)
+    monkeypatch.setattr(registry_module, "sniff", failing_sniff)
     with Registry(path, clock=lambda: STAMP_CLOCK) as reg:
-        assert same_state(reg.ledger.state, PREV)
+        assert same_state(reg.ledger.state, empty_state())
         assert "it could not be read (Input/output error)" in reg.warnings[0]
     assert os.path.exists(path + ".corrupt-" + STAMP)
 
 
-def test_missing_file_beside_prev_is_recovered_without_moving(path):
-    write(path + ".prev", dump_state(PREV))
+@pytest.mark.parametrize("left", [".json-v1", ".prev"])
+def test_missing_file_beside_a_migrated_or_old_copy_is_recovered_without_moving(path, left):
+    write(path + left, dump_state(GOOD))
     with Registry(path) as reg:
-        assert same_state(reg.ledger.state, PREV)
         assert reg.recovered
         assert "the file is missing" in reg.warnings[0]
         assert "moved aside" not in reg.warnings[0]
@@ -491,29 +441,25 @@ def test_two_corrupt_files_in_one_second_do_not_overwrite_each_other(path):
 
 
 def test_recovered_registry_is_written_back_on_save(path):
-    # "rebuilt": after a recovery the registry file must exist again once the run saves,
-    # otherwise every later run finds it missing and warns again.
-    write(path + ".prev", dump_state(PREV))
+    # "rebuilt": after a recovery the registry must exist again once the run saves,
+    # otherwise every later run finds it broken and warns again.
     write(path, b"")
     with Registry(path) as reg:
-        assert same_state(reg.ledger.state, PREV)
         reg.save()
     assert os.path.exists(path), "the rebuilt registry was not written"
     with Registry(path) as again:
-        assert same_state(again.ledger.state, PREV)
+        assert same_state(again.ledger.state, empty_state())
         assert again.warnings == []
 
 
 def test_recovered_state_is_written_once_changed(path):
-    write(path + ".prev", dump_state(PREV))
     write(path, b"garbage")
     with Registry(path) as reg:
-        reg.ledger.state["counters"]["vnet%d"] = 8
+        reg.ledger.set_counter("vnet%d", 8)
         reg.save()
     with Registry(path) as again:
         assert again.warnings == []
         assert again.ledger.state["counters"] == {"vnet%d": 8}
-        assert again.ledger.state["leases"] == PREV["leases"]
 
 
 # -- check mode ---------------------------------------------------------------------
@@ -522,7 +468,7 @@ def test_check_mode_creates_no_directory_and_no_lock(tmp_path):
     path = tmp_path / "not" / "yet" / "registry.json"
     with Registry(str(path), check_mode=True) as reg:
         assert same_state(reg.ledger.state, empty_state())
-        reg.ledger.state["counters"]["x%d"] = 5
+        reg.ledger.set_counter("x%d", 5)
         with pytest.raises(RuntimeError):
             reg.save()
     assert not os.path.exists(tmp_path / "not")
@@ -535,11 +481,12 @@ def test_check_mode_in_an_existing_directory_leaves_it_alone(path, regdir):
     with Registry(path, check_mode=True) as reg:
         assert same_state(reg.ledger.state, GOOD)
     assert sorted(os.listdir(regdir)) == before == ["registry.json"]
+    assert open(path, "rb").read() == dump_state(GOOD), "check mode does not migrate a JSON registry"
 
 
 def test_temporaries_of_killed_runs_are_removed_under_the_lock(path, regdir):
     write(path, dump_state(GOOD))
-    for leftover in ("registry.json.tmp-4242", "registry.json.prev-4242"):
+    for leftover in ("registry.json.tmp-4242", "registry.json.tmp-4242-journal", "registry.json.json-v1.tmp-4242"):
         write(str(regdir / leftover), b"half written")
     write(str(regdir / "other.json.tmp-1"), b"not ours")
     with Registry(path, check_mode=True):
@@ -547,18 +494,18 @@ def test_temporaries_of_killed_runs_are_removed_under_the_lock(path, regdir):
     assert "registry.json.tmp-4242" in os.listdir(regdir), "check mode removes nothing"
     with Registry(path) as reg:
         assert same_state(reg.ledger.state, GOOD)
-    assert sorted(os.listdir(regdir)) == ["other.json.tmp-1", "registry.json", "registry.json.lock"]
+    assert sorted(os.listdir(regdir)) == ["other.json.tmp-1", "registry.json", "registry.json.json-v1",
+                                          "registry.json.lock"]
 
 
 @pytest.mark.parametrize("content, reason", BAD_FILES)
 def test_check_mode_moves_nothing_aside(path, regdir, content, reason):
-    write(path + ".prev", dump_state(PREV))
     write(path, content)
     with Registry(path, check_mode=True) as reg:
-        assert same_state(reg.ledger.state, PREV)
+        assert same_state(reg.ledger.state, empty_state())
         assert reason in reg.warnings[0]
         assert "A real run would move it aside" in reg.warnings[0]
-    assert sorted(os.listdir(regdir)) == ["registry.json", "registry.json.prev"]
+    assert sorted(os.listdir(regdir)) == ["registry.json"]
     assert open(path, "rb").read() == content
 
 
@@ -575,11 +522,11 @@ def test_check_mode_still_refuses_unsafe_paths(tmp_path):
 
 def _hold_lock(path, locked, release):
     with Registry(path) as reg:
-        reg.ledger.state["counters"]["vnet%d"] = 41
+        reg.ledger.set_counter("vnet%d", 41)
         reg.save()
         locked.set()
         release.wait(20)
-        reg.ledger.state["counters"]["vnet%d"] = 42
+        reg.ledger.set_counter("vnet%d", 42)
         reg.save()
 
 
@@ -615,8 +562,8 @@ def test_a_second_run_waits_for_the_lock(path):
 def _increment(path, times):
     for _run in range(times):
         with Registry(path) as reg:
-            counters = reg.ledger.state["counters"]
-            counters["n%d"] = counters.get("n%d", -1) + 1
+            current = reg.ledger.counter("n%d")
+            reg.ledger.set_counter("n%d", (-1 if current is None else current) + 1)
             reg.save()
 
 
