@@ -172,7 +172,7 @@ def _scan_reason(task, registry, found) -> str | None:
         return "the registry was rebuilt"
     if ledger.intent:
         return "a run was interrupted"
-    if not any(record.get("netns") == task.netns for record in ledger.leases.values()):
+    if not ledger.has_lease_in(task.netns):
         return "the registry holds no lease in this namespace"
     for netns, device in found:
         mark = device.mark

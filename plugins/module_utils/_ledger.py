@@ -150,6 +150,14 @@ class Ledger:
         keys.update(key for key, record in changed.items() if record is not None and key.startswith(prefix))
         return sorted(keys)
 
+    def has_lease_in(self, netns: str | None) -> bool:
+        """Whether any lease is bound to a device in ``netns``."""
+        changed = self.changes.leases
+        if any(record is not None and record.get("netns") == netns for record in changed.values()):
+            return True
+        # Leases this run unbound or moved are in ``changed``: look past as many rows as there are.
+        return any(key not in changed for key in self.store.lease_keys_in(netns, len(changed) + 1))
+
     def holder(self, netns: str | None, name: str) -> str | None:
         """The lease bound to device ``name`` in ``netns``, if any."""
         changed = self.changes.leases

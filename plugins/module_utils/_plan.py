@@ -536,8 +536,8 @@ class Planner:
             present = self.world.devices(netns)
             existing = {n for n in map(matcher.number, present) if n is not None}
             blocked = set(existing)
-            blocked.update(n for n in (matcher.number(rec["name"]) for rec in self.ledger.leases.values())
-                           if n is not None)
+            # Leased names read by the template's literal prefix (an index), not the whole registry.
+            blocked.update(n for n in map(matcher.number, self.ledger.lease_names_like(template)) if n is not None)
             held = self.ledger.held_names(self.task.reuse_delay)
             blocked.update(n for n in map(matcher.number, held) if n is not None)
             # A literal name another item of this task asks for is not free either.

@@ -153,6 +153,9 @@ class DictStore:
     def lease_with_name(self, name: str) -> list:
         return [key for key, rec in self.state["leases"].items() if rec["name"] == name]
 
+    def lease_keys_in(self, netns, limit: int) -> list:
+        return [key for key, rec in self.state["leases"].items() if rec.get("netns") == netns][:limit]
+
     def counter(self, template: str):
         return self.state["counters"].get(template)
 
@@ -248,6 +251,12 @@ class SqliteStore:
 
     def lease_with_name(self, name: str) -> list:
         return [row[0] for row in self.conn.execute("SELECT key FROM leases WHERE name = ?", (name,))]
+
+    def lease_keys_in(self, netns, limit: int) -> list:
+        # No index on netns alone: the scan stops at the first ``limit`` rows found, which in the
+        # common case (the namespace has leases) is at once.
+        return [row[0] for row in self.conn.execute("SELECT key FROM leases WHERE netns IS ? LIMIT ?",
+                                                    (netns, limit))]
 
     def counter(self, template: str):
         rows = self.conn.execute("SELECT last FROM counters WHERE template = ?", (template,))

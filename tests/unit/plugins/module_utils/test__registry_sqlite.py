@@ -167,6 +167,22 @@ def test_reads_are_queries_and_the_planner_copy_leaves_the_store_alone(path):
         assert not reg.dirty, "reading and planning change nothing"
 
 
+def test_whether_a_namespace_has_leases_counts_the_changes_of_the_run(path):
+    many(path, count=3)
+    with Registry(path, clock=lambda: NOW) as reg:
+        ledger = reg.ledger
+        assert ledger.has_lease_in(None) and not ledger.has_lease_in("lab")
+        scratch = ledger.copy()
+        for number in range(3):
+            scratch.unbind("k/%d" % number)
+        assert not scratch.has_lease_in(None) and ledger.has_lease_in(None)
+        scratch.bind("k/lab", "vt9", "vt%d", 9, "lab", "tap", False)
+        assert scratch.has_lease_in("lab") and not ledger.has_lease_in("lab")
+        scratch = ledger.copy()
+        scratch.unbind("k/0")
+        assert scratch.has_lease_in(None), "two leases are left in the host namespace"
+
+
 def test_a_database_written_by_this_module_is_not_checked_in_full_again(path, monkeypatch):
     many(path, 10)
     checks = []
