@@ -9,6 +9,7 @@ from .targets import Target
 TOOL_NAMES = {
     "module": "tap_device (one batch task, leases + template)",
     "floor": "raw ioctl loop (the floor)",
+    "same_work": "the floor plus the module's per-device work (IPv6 off, mark, up), by hand",
     "ip_batch": "`ip -batch` (ip tuntap add)",
     "pyroute2": "pyroute2 `link('add', kind='tuntap')`",
     "playbook_loop": "playbook loop, one tap_device call per device",
@@ -152,6 +153,11 @@ def document(plan: Plan, fig: dict, targets: list[Target], machine: dict, png: s
             "- The floor: open /dev/net/tun, TUNSETIFF (tap, no packet info, EXCL), TUNSETPERSIST, close, per "
             "device, in one Python process (`benchmarks/nttbench/peers/raw_loop.py`). Peers enter the namespace "
             "with setns before creating.",
+            "- The same-work loop (`benchmarks/nttbench/peers/same_work_loop.py`) is the floor plus what the "
+            "module does per device with its defaults and nothing else: IPv6 switched off through "
+            "`disable_ipv6` before the link first comes up, the mark (the interface alias) set in one netlink "
+            "send while the descriptor holds the device, TUNSETPERSIST, close, and one send bringing the "
+            "devices up. Its distance to the floor is work the module cannot leave out.",
             "- After a namespace with 1000 or more devices is deleted, the next run waits until the kernel has "
             "torn them down (it holds the rtnl lock meanwhile).",
             "- Removal: [`benchmarks/removal_bench.py`](../benchmarks/removal_bench.py); many hosts: "

@@ -10,7 +10,7 @@ from .plan import Plan
 from .scratch import Scratch, ip
 from .tools import BenchError, Runner, expect_taps
 
-CREATE_TOOLS = ("module", "floor", "ip_batch", "pyroute2", "playbook_loop")
+CREATE_TOOLS = ("module", "floor", "same_work", "ip_batch", "pyroute2", "playbook_loop")
 
 
 def log(message: str) -> None:
@@ -33,6 +33,8 @@ def batch_create(plan: Plan, scratch: Scratch, run: Runner) -> dict:
                     figures = run.module_batch(ns, registry, n)
                 elif tool == "floor":
                     figures = run.raw_loop(ns, "raw", 0, n)
+                elif tool == "same_work":
+                    figures = run.same_work(ns, n)
                 elif tool == "ip_batch":
                     figures = run.ip_batch(ns, n)
                 elif tool == "pyroute2":

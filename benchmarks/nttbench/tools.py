@@ -94,6 +94,9 @@ class Runner:
         return self.measure("raw ioctl loop", [PYTHON, os.path.join(PEERS, "raw_loop.py"), ns, prefix, str(start),
                                                str(count)])
 
+    def same_work(self, ns: str, count: int) -> dict:
+        return self.measure("same-work loop", [PYTHON, os.path.join(PEERS, "same_work_loop.py"), ns, "sw", str(count)])
+
     def kernel_template(self, ns: str, template: str = "ntt%d") -> dict:
         figures = self.raw_loop(ns, template, 0, 1)
         name, seconds = figures.pop("stdout").split()
