@@ -724,6 +724,7 @@ def exit_json(module, result):
     original = getattr(basic, "remove_values", None)
     if module.no_log_values or original is None:
         module.exit_json(**result)
+        return  # not reached: exit_json ends the process
 
     def remove_values(value, no_log_strings):
         return original(value, no_log_strings) if no_log_strings else value
