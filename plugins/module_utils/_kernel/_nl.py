@@ -203,26 +203,39 @@ def read_answers(data: bytes, pending: set, answers: dict) -> None:
         offset = (offset + length + 3) & ~3
 
 
+def route_socket() -> socket.socket:
+    """A bound rtnetlink socket in the calling thread's namespace, with a receive buffer of RCVBUF
+    where the kernel allows it (SO_RCVBUFFORCE needs CAP_NET_ADMIN, which the module has): every
+    answer to one send must fit in it, or the kernel drops them (ENOBUFS). ``receive_buffer``
+    says what it got."""
+    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_ROUTE)
+    try:
+        sock.bind((0, 0))
+        try:
+            sock.setsockopt(SOL_NETLINK, NETLINK_CAP_ACK, 1)
+        except OSError:
+            pass  # older kernels: answers carry the request too, and fewer fit (CHUNK allows for it)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RCVBUF)
+        except OSError:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def receive_buffer(sock: socket.socket) -> int:
+    return sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+
+
 class Rtnl:
     """An rtnetlink socket in the calling thread's namespace, for acknowledged requests."""
 
     def __init__(self):
-        self._sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_ROUTE)
-        try:
-            self._sock.bind((0, 0))
-            try:
-                self._sock.setsockopt(SOL_NETLINK, NETLINK_CAP_ACK, 1)
-            except OSError:
-                pass  # older kernels: answers carry the request too, and fewer fit (CHUNK allows for it)
-            try:
-                self._sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RCVBUF)
-            except OSError:
-                self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
-        except BaseException:
-            self._sock.close()
-            raise
+        self._sock = route_socket()
         self._seq = 0
-        self._chunk = CHUNK if self._sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) >= RCVBUF else 128
+        self._chunk = CHUNK if receive_buffer(self._sock) >= RCVBUF else 128
 
     def close(self) -> None:
         self._sock.close()

@@ -18,9 +18,9 @@ import os
 import socket
 import struct
 
+from ansible_collections.netdev.tuntap.plugins.module_utils._kernel._nl import receive_buffer, route_socket
 from ansible_collections.netdev.tuntap.plugins.module_utils._kernel._rtnl import parse_link
 
-NETLINK_ROUTE = 0
 RTM_NEWLINK, RTM_GETLINK = 16, 18
 NLMSG_ERROR = 2
 NLM_F_REQUEST = 0x1
@@ -32,9 +32,13 @@ _IFINFOMSG = struct.Struct("=BxHiII")
 _RTATTR = struct.Struct("=HH")
 _EXT_MASK = _RTATTR.pack(8, IFLA_EXT_MASK) + struct.pack("=I", RTEXT_FILTER_SKIP_STATS)
 
-# Requests per send(): each answer is a link message of about 1 KB, and every answer of one
-# send() must fit in the socket's receive buffer (the kernel drops what does not, ENOBUFS).
+# Requests per send(): every answer of one send() must fit in the socket's receive buffer (the
+# kernel drops what does not: ENOBUFS). An answer is a link message of 1-3 KB (a bridge port's
+# carries its port attributes), but what it takes of the buffer is its socket buffer's true size:
+# up to ANSWER_ROOM. With the 4 MiB buffer _nl.route_socket asks for, CHUNK requests go in one
+# send; with the kernel's default (about 208 KiB) fewer.
 CHUNK = 64
+ANSWER_ROOM = 16 << 10
 
 
 class ProbeError(OSError):
@@ -87,10 +91,10 @@ def look_up(keys) -> dict:
     found: dict = {}
     if not keys:
         return found
-    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_ROUTE) as sock:
-        sock.bind((0, 0))
-        for start in range(0, len(keys), CHUNK):
-            pending = {start + i + 1: key for i, key in enumerate(keys[start:start + CHUNK])}
+    with route_socket() as sock:
+        chunk = max(1, min(CHUNK, receive_buffer(sock) // ANSWER_ROOM))
+        for start in range(0, len(keys), chunk):
+            pending = {start + i + 1: key for i, key in enumerate(keys[start:start + chunk])}
             sock.sendall(b"".join(_request(seq, key) for seq, key in pending.items()))
             _answers(sock, pending, found)
     return found
