@@ -30,6 +30,19 @@ def first_counter(existing_numbers: Iterable[int]) -> int:
     return max(existing_numbers, default=-1)
 
 
+class LeasedNumbers:
+    """The numbers of a template that leases hold, asked one at a time.
+
+    ``has(number)`` answers for one number; ``count`` is at least how many there are (the
+    allocator reads them all, ``numbers()``, only when the range may be full).
+    """
+
+    def __init__(self, has, count: int, numbers):
+        self.has = has
+        self.count = count
+        self.numbers = numbers
+
+
 class TemplateAllocator:
     """Hands out numbers for one template, starting after ``last``.
 
@@ -37,7 +50,8 @@ class TemplateAllocator:
     batch never gets the same number twice.
     """
 
-    def __init__(self, template: str, max_id: int, last: int, blocked: set[int], unknown=None, window: int = 1):
+    def __init__(self, template: str, max_id: int, last: int, blocked: set[int], unknown=None, window: int = 1,
+                 leased=None):
         self.template = template
         self.max_id = max_id
         self.last = last
@@ -47,6 +61,12 @@ class TemplateAllocator:
         self._unknown = unknown
         self.window = max(1, window)
         self.unknown_numbers: set[int] = set()  # numbers to look up before the allocation stands
+        # Numbers leased, asked one at a time (see LeasedNumbers) instead of all read into
+        # ``blocked``: a registry of 30 000 leases costs a look-up per candidate, not a load.
+        self._leased = leased
+
+    def _is_blocked(self, number: int) -> bool:
+        return number in self._blocked or (self._leased is not None and self._leased.has(number))
 
     def block(self, number: int) -> None:
         """Mark a number unusable (e.g. the kernel said the name exists)."""
@@ -58,12 +78,18 @@ class TemplateAllocator:
     def peek(self) -> int:
         """The number ``take`` would return, without taking it."""
         span = self.max_id + 1
+        if self._leased is not None and self._blocked_in_range + self._leased.count >= span:
+            # So many leases that the range may be full: only every leased number, counted
+            # exactly, says whether it is.
+            for number in self._leased.numbers():
+                self.block(number)
+            self._leased = None
         if self._blocked_in_range >= span:
             raise RangeExhausted(self.template)
         # A counter above max_id (max_id was lowered since) wraps straight to 0.
         candidate = self.last + 1 if 0 <= self.last < self.max_id else 0
-        # Bounded by len(blocked) + 1 steps: at least one number is free.
-        while candidate in self._blocked:
+        # Bounded by len(blocked) + leased.count + 1 steps: at least one number is free.
+        while self._is_blocked(candidate):
             candidate = candidate + 1 if candidate < self.max_id else 0
         return candidate
 
@@ -84,7 +110,7 @@ class TemplateAllocator:
         when the range has fewer), wrapping after max_id."""
         found = []
         for _step in range(self.max_id + 1):
-            if number not in self._blocked:
+            if not self._is_blocked(number):
                 found.append(number)
                 if len(found) == count:
                     break

@@ -178,6 +178,14 @@ class Ledger:
                   if record is not None and record["name"].startswith(prefix)]
         return names
 
+    def leased_name_count_like(self, template: str) -> int:
+        """At least how many names ``lease_names_like(template)`` returns (counted by index, without
+        reading them): the stored ones, and every lease this run bound under that prefix."""
+        prefix = _store.prefix_of(template)
+        bound = sum(1 for record in self.changes.leases.values()
+                    if record is not None and record["name"].startswith(prefix))
+        return self.store.count_lease_names_from(prefix) + bound
+
     def name_leased(self, name: str) -> bool:
         """Whether a lease (in any namespace) is bound to a device called ``name``."""
         changed = self.changes.leases

@@ -147,6 +147,9 @@ class DictStore:
     def lease_names_from(self, prefix: str) -> list:
         return [(key, rec["name"]) for key, rec in self.state["leases"].items() if rec["name"].startswith(prefix)]
 
+    def count_lease_names_from(self, prefix: str) -> int:
+        return len(self.lease_names_from(prefix))
+
     def leases_of_template(self, template) -> list:
         return [(key, rec) for key, rec in self.state["leases"].items() if rec.get("template") == template]
 
@@ -244,6 +247,11 @@ class SqliteStore:
     def lease_names_from(self, prefix: str) -> list:
         where, args = _range("name", prefix)
         return list(self.conn.execute("SELECT key, name FROM leases WHERE %s" % where, args))
+
+    def count_lease_names_from(self, prefix: str) -> int:
+        where, args = _range("name", prefix)
+        rows = self.conn.execute("SELECT count(*) FROM leases WHERE %s" % where, args)
+        return rows[0][0] if rows else 0
 
     def leases_of_template(self, template) -> list:
         rows = self.conn.execute(LEASE_SELECT + " WHERE template IS ?", (template,))

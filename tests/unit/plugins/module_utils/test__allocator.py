@@ -9,7 +9,7 @@ import time
 import pytest
 
 from ansible_collections.netdev.tuntap.plugins.module_utils._allocator import (
-    RangeExhausted, TemplateAllocator, first_counter)
+    LeasedNumbers, RangeExhausted, TemplateAllocator, first_counter)
 
 
 def take_n(allocator, count):
@@ -188,3 +188,76 @@ def test_exhaustion_check_does_not_walk_the_range():
 ])
 def test_render(template, number, expected):
     assert TemplateAllocator(template, 99, -1, set()).render(number) == expected
+
+
+# -- leased numbers asked one at a time ------------------------------------------------------
+
+def asked(leased: set):
+    """LeasedNumbers over ``leased`` that records what was asked and whether all were read."""
+    log = {"asked": [], "read_all": 0}
+
+    def has(number):
+        log["asked"].append(number)
+        return number in leased
+
+    def numbers():
+        log["read_all"] += 1
+        return sorted(leased)
+    return LeasedNumbers(has=has, count=len(leased), numbers=numbers), log
+
+
+def test_leases_are_asked_for_the_candidates_only():
+    leased, log = asked(set(range(0, 30000)) - {30001})
+    allocator = TemplateAllocator("vnet%d", 99999, 29999, set(), leased=leased)
+    assert take_n(allocator, 3) == [30000, 30001, 30002]
+    assert log["read_all"] == 0 and len(log["asked"]) <= 3
+
+
+def test_leased_numbers_right_after_the_counter_are_skipped():
+    leased, log = asked({12, 13, 15})
+    allocator = TemplateAllocator("vnet%d", 99999, 11, {16}, leased=leased)
+    assert take_n(allocator, 3) == [14, 17, 18]
+    assert log["read_all"] == 0
+
+
+def test_a_range_that_may_be_full_is_counted_exactly():
+    # 4 of 5 numbers leased and 1 blocked: the count says the range may be full, so every leased
+    # number is read and exhaustion is reported as with a set.
+    leased, log = asked({0, 1, 2, 3})
+    allocator = TemplateAllocator("t%d", 4, -1, {4}, leased=leased)
+    with pytest.raises(RangeExhausted):
+        allocator.take()
+    assert log["read_all"] == 1
+    # The count is an upper bound (names under the prefix that are not the template's numbers):
+    # it says the range may be full, the exact read finds one number free.
+    leased, log = asked({0, 1})
+    leased.count = 3
+    allocator = TemplateAllocator("t%d", 3, -1, {3}, leased=leased)
+    assert allocator.take() == 2 and log["read_all"] == 1
+    # Far from full: walked one number at a time, never read whole.
+    leased, log = asked({0, 1, 3})
+    allocator = TemplateAllocator("t%d", 4, -1, {4}, leased=leased)
+    assert allocator.take() == 2 and log["read_all"] == 0
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_asking_one_at_a_time_hands_out_what_a_set_would(seed):
+    import random
+    rng = random.Random(seed)
+    max_id = rng.choice([5, 20, 200])
+    leased = {n for n in range(max_id + 1) if rng.random() < 0.4}
+    blocked = {n for n in range(max_id + 1) if rng.random() < 0.2}
+    last = rng.randint(-1, max_id + 3)
+    count = rng.randint(1, max_id + 2)
+    by_set = TemplateAllocator("t%d", max_id, last, set(blocked) | leased, window=4, unknown=lambda n: n % 3 == 0)
+    one_by_one = TemplateAllocator("t%d", max_id, last, set(blocked), window=4, unknown=lambda n: n % 3 == 0,
+                                   leased=asked(leased)[0])
+    expected, got = [], []
+    for allocator, out in ((by_set, expected), (one_by_one, got)):
+        try:
+            for _ in range(count):
+                out.append(allocator.take())
+        except RangeExhausted:
+            out.append("exhausted")
+    assert got == expected
+    assert one_by_one.unknown_numbers == by_set.unknown_numbers

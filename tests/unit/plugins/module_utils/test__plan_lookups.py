@@ -182,3 +182,21 @@ def test_the_allocator_lists_nothing_when_every_number_it_hands_out_is_known():
     assert [allocator.take() for _step in range(3)] == [6, 8, 9]
     assert allocator.unknown_numbers == set()
     assert allocator.take() == 10 and allocator.unknown_numbers == set(range(10, 18))
+
+
+def test_leases_are_asked_for_by_name_not_read_whole(monkeypatch):
+    # 3000 leases of vn%d, and vn3001 leased under a literal name beyond the counter: the plan asks
+    # for the candidates' names one at a time and never reads every leased name.
+    leases = {"g%d" % n: {"name": "vn%d" % n, "template": "vn%d", "id": n, "netns": NS, "mode": "tap",
+                          "multi_queue": False, "since": 1.0} for n in range(3000)}
+    leases["odd"] = {"name": "vn3001", "template": None, "id": None, "netns": "elsewhere", "mode": "tap",
+                     "multi_queue": False, "since": 1.0}
+
+    def read_whole(self, template):
+        raise AssertionError("every leased name of %s was read" % template)
+    monkeypatch.setattr(Ledger, "lease_names_like", read_whole)
+    namespace = FakeNamespace([])
+    actions, rounds = run(namespace, state(counters={"vn%d": 2999}, leases=leases), devices=[
+        {"name": "vn%d", "lease": "new1"}, {"name": "vn%d", "lease": "new2"}])
+    assert [a.name for a in actions] == ["vn3000", "vn3002"]
+    assert namespace.read_whole == 0
