@@ -21,8 +21,9 @@ _WHOLE = (
     "(Ansible keeps no bytecode for them): 0.17-0.25 s whatever N is (the module's N = 1 run), against "
     "0.02 s for the raw loop's interpreter")
 _ROLE = (
-    "measured on commit 4ceb346: the module's own process takes 0.40-0.45 s for a no-change run of the "
-    "1000 NICs (run directly, 0.13 s of it looking the 1000 devices up), an empty play 0.6 s; the rest "
+    "measured on commits 4ceb346 and 3955a66: the module's own process takes 0.40-0.6 s for a no-change "
+    "run of the 1000 NICs (run directly, 0.13 s of it looking the 1000 devices up), an empty play "
+    "0.6-1.0 s; the rest "
     "is Ansible on the controller around one task: the role's argument spec validated over the whole "
     "guest list, its dependency tasks, templating the module's arguments, packaging the module with "
     "its module_utils (AnsiballZ), and taking in the 670 KB result of 1000 devices and publishing it "
