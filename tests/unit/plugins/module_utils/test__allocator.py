@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import random
 import time
 
 import pytest
@@ -242,7 +243,6 @@ def test_a_range_that_may_be_full_is_counted_exactly():
 
 @pytest.mark.parametrize("seed", range(40))
 def test_asking_one_at_a_time_hands_out_what_a_set_would(seed):
-    import random
     rng = random.Random(seed)
     max_id = rng.choice([5, 20, 200])
     leased = {n for n in range(max_id + 1) if rng.random() < 0.4}
@@ -255,7 +255,7 @@ def test_asking_one_at_a_time_hands_out_what_a_set_would(seed):
     expected, got = [], []
     for allocator, out in ((by_set, expected), (one_by_one, got)):
         try:
-            for _ in range(count):
+            for _take in range(count):
                 out.append(allocator.take())
         except RangeExhausted:
             out.append("exhausted")
