@@ -19,17 +19,11 @@ import socket
 import struct
 
 from ansible_collections.netdev.tuntap.plugins.module_utils._kernel._nl import receive_buffer, route_socket
-from ansible_collections.netdev.tuntap.plugins.module_utils._kernel._rtnl import parse_link
+# The message layouts and constants are _rtnl's (the dump decodes the same answers).
+from ansible_collections.netdev.tuntap.plugins.module_utils._kernel._rtnl import (
+    _IFINFOMSG, _NLMSGHDR, _RTATTR, IFLA_EXT_MASK, IFLA_IFNAME, NLM_F_REQUEST, NLMSG_ERROR, RTEXT_FILTER_SKIP_STATS,
+    RTM_GETLINK, RTM_NEWLINK, parse_link)
 
-RTM_NEWLINK, RTM_GETLINK = 16, 18
-NLMSG_ERROR = 2
-NLM_F_REQUEST = 0x1
-IFLA_IFNAME, IFLA_EXT_MASK = 3, 29
-RTEXT_FILTER_SKIP_STATS = 1 << 3
-
-_NLMSGHDR = struct.Struct("=IHHII")
-_IFINFOMSG = struct.Struct("=BxHiII")
-_RTATTR = struct.Struct("=HH")
 _EXT_MASK = _RTATTR.pack(8, IFLA_EXT_MASK) + struct.pack("=I", RTEXT_FILTER_SKIP_STATS)
 
 # Requests per send(): every answer of one send() must fit in the socket's receive buffer (the
